@@ -1,0 +1,1 @@
+"""faust agents, one per module, wired into the app by autodiscover."""

@@ -1,0 +1,68 @@
+"""Builds the one ``faust.App`` of socialpulse, with its settings, health metrics and registry.
+
+Agents (``agents/``) and web views (``streams.web``) are wired in by faust's autodiscover, so this
+module imports neither: importing the app must stay cheap and free of cycles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from streams import __version__
+from streams.metrics import Health
+from streams.settings import Settings, load
+
+
+def _credentials(settings: Settings) -> Any:
+    kwargs = settings.kafka_client_kwargs()
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kwargs["sasl_plain_username"],
+            password=kwargs["sasl_plain_password"],
+            mechanism=kwargs["sasl_mechanism"],
+            ssl_context=kwargs.get("ssl_context"),
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(kwargs["ssl_context"])
+    return None
+
+
+def build_app(settings: Settings) -> faust.App:
+    servers = ";".join(f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(","))
+    return faust.App(
+        settings.app_id,
+        broker=servers,
+        broker_credentials=_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        # faust binds 0.0.0.0 unless told otherwise; /metrics and /kpis stay on loopback by default.
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        # Acks come from our flush, not from the stream; waiting for them at a rebalance would
+        # only stall it, since unflushed records are re-delivered to whoever owns them next.
+        stream_wait_empty=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=["agents", "streams.web"],
+        origin="streams",
+        producer_max_request_size=8 * 1024 * 1024,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        broker_commit_interval=1.0,
+        # A dead worker's partitions should move within seconds, not faust's default minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+    )
+
+
+settings: Settings = load()
+registry = CollectorRegistry(auto_describe=True)
+health = Health(registry, __version__)
+app: faust.App = build_app(settings)

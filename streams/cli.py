@@ -1,0 +1,277 @@
+"""The ``socialpulse`` command: worker, local Kafka, produce, simulate, and the ``up`` demo.
+
+Commands that talk to Kafka check the broker first and fail with one clear line and exit code 2
+when it is not there, rather than a client retrying forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from streams.settings import Settings, load
+
+EXIT_UNAVAILABLE = 2
+
+
+class CliError(RuntimeError):
+    """An error the user can act on; printed as one line, exit code 2."""
+
+
+# --- Kafka helpers ------------------------------------------------------------------------------
+def _first_bootstrap(settings: Settings) -> tuple[str, int]:
+    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+    return host or "127.0.0.1", int(port or 9092)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def require_broker(settings: Settings, timeout: float = 10.0) -> None:
+    from streams.kafka_local import is_reachable
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_reachable(settings.kafka_bootstrap_servers.split(",")[0].strip(), 2.0):
+            return
+        time.sleep(0.5)
+    raise CliError(
+        f"cannot reach Kafka at {settings.kafka_bootstrap_servers} "
+        "(start one with `socialpulse kafka start`, or set SOCIALPULSE_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the input and dead-letter topics if missing (partitions as configured)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs(), request_timeout_ms=15000)
+    try:
+        await admin.start()
+    except Exception as exc:
+        raise CliError(f"cannot connect to Kafka at {settings.kafka_bootstrap_servers}: "
+                       f"{type(exc).__name__}: {exc}") from None
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.topic_partitions, settings.topic_replication)
+            for name in (settings.input_topic, settings.dlq_topic)
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+def start_local_kafka(settings: Settings) -> bool:
+    """Start the embedded broker if the bootstrap address is loopback and silent.
+
+    Returns True when this call started it (so the caller owns stopping it).
+    """
+    from streams import kafka_local
+
+    host, port = _first_bootstrap(settings)
+    if kafka_local.is_reachable(f"{host}:{port}", 1.0):
+        return False
+    if not (settings.kafka_embedded and _is_loopback(host)):
+        raise CliError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers} and it is "
+                       "not a local address socialpulse may start a broker on")
+    print(f"starting local Kafka {settings.kafka_version} on 127.0.0.1:{port} "
+          f"(jars cached in {settings.kafka_cache_dir}) ...", flush=True)
+    broker = kafka_local.start(
+        data_dir=settings.kafka_data_dir,
+        port=port,
+        controller_port=settings.kafka_controller_port,
+        version=settings.kafka_version,
+        cache_dir=settings.kafka_cache_dir,
+        heap=settings.kafka_heap,
+        extra_config={"num.partitions": str(settings.topic_partitions)},
+    )
+    print(f"Kafka is up at {broker.bootstrap} (pid {broker.pid}, log {broker.log_file})")
+    return True
+
+
+# --- commands -----------------------------------------------------------------------------------
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    require_broker(settings)
+    asyncio.run(ensure_topics(settings))
+    logging.basicConfig(level=settings.log_level)
+    from faust.worker import Worker
+
+    from streams.app import app
+
+    app.discover()
+    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import kafka_local
+
+    if args.action == "start":
+        if not start_local_kafka(settings):
+            print(f"Kafka already answers at {settings.kafka_bootstrap_servers}; nothing started")
+        return 0
+    if args.action == "stop":
+        stopped = kafka_local.stop(settings.kafka_data_dir)
+        print("stopped" if stopped else "not running")
+        return 0
+    running = kafka_local.status(settings.kafka_data_dir)
+    if running is None:
+        print("not running")
+        return 1
+    print(f"running at {running.bootstrap} (pid {running.pid}, log {running.log_file})")
+    return 0
+
+
+def _progress_printer(total: int | None) -> Any:
+    last = [0.0]
+
+    def show(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 and sys.stderr.isatty():
+            last[0] = now
+            suffix = f"/{total}" if total else ""
+            sys.stderr.write(f"\r  produced {n:,}{suffix}")
+            sys.stderr.flush()
+
+    return show
+
+
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.produce import produce_events, read_jsonl
+
+    require_broker(settings)
+    summary = asyncio.run(produce_events(
+        settings, read_jsonl(args.file), topic=args.topic, rate=args.rate,
+        progress=_progress_printer(None),
+    ))
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(summary)
+    return 0 if summary.errors == 0 else 1
+
+
+def _simulator(args: argparse.Namespace) -> Any:
+    from streams.simulate import SimulationConfig, Simulator
+
+    return Simulator(SimulationConfig(seed=args.seed, scenario=args.scenario,
+                                      extra_accounts=args.extra_accounts))
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.produce import simulate_live
+
+    require_broker(settings)
+    asyncio.run(ensure_topics(settings))
+    try:
+        summary = asyncio.run(simulate_live(
+            settings, _simulator(args), rate=args.rate, duration_s=args.duration,
+            topic=args.topic,
+        ))
+    except KeyboardInterrupt:
+        return 130
+    print(summary)
+    return 0
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    """The demo: local Kafka (if needed), one worker, the simulator; Ctrl-C stops all of it."""
+    from streams import kafka_local
+    from streams.produce import simulate_live
+
+    started_kafka = start_local_kafka(settings)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        asyncio.run(ensure_topics(settings))
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env={**os.environ, "SOCIALPULSE_CLOCK": settings.clock},
+        )
+        base = f"http://{settings.web_host}:{settings.web_port}"
+        print(f"worker pid {worker.pid}\n  metrics: {base}/metrics\n"
+              f"  kpis:    {base}/kpis?account=acme&window=5m\n"
+              f"simulating {args.rate:g} events/s ({args.scenario}); Ctrl-C stops everything",
+              flush=True)
+        try:
+            asyncio.run(simulate_live(settings, _simulator(args), rate=args.rate,
+                                      duration_s=args.duration))
+        except KeyboardInterrupt:
+            pass
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if started_kafka:
+            kafka_local.stop(settings.kafka_data_dir)
+            print("stopped local Kafka")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="socialpulse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a stream worker (faust)")
+    kafka = sub.add_parser("kafka", help="the embedded single-node Kafka (KRaft)")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    produce = sub.add_parser("produce", help="produce JSONL events from a file or - (stdin)")
+    produce.add_argument("file")
+    produce.add_argument("--topic", default=None)
+    produce.add_argument("--rate", type=float, default=None, help="records per second")
+    for name, helptext in (("simulate", "produce realistic live traffic"),
+                           ("up", "demo: local Kafka + worker + simulator")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--rate", type=float, default=200.0, help="events per second")
+        p.add_argument("--scenario", default="normal",
+                       choices=["normal", "engagement-drop", "slow-replies", "bad-input"])
+        p.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+        p.add_argument("--seed", type=int, default=42)
+        p.add_argument("--extra-accounts", type=int, default=0)
+        if name == "simulate":
+            p.add_argument("--topic", default=None)
+    return parser
+
+
+COMMANDS = {"worker": cmd_worker, "kafka": cmd_kafka, "produce": cmd_produce,
+            "simulate": cmd_simulate, "up": cmd_up}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load()
+        return COMMANDS[args.command](settings, args)
+    except CliError as exc:
+        print(f"socialpulse: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from streams.produce import KafkaUnavailable
+
+        if isinstance(exc, KafkaUnavailable):
+            print(f"socialpulse: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

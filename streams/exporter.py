@@ -1,0 +1,59 @@
+"""Prometheus exporter: a custom Collector that builds every KPI gauge from the engine per scrape.
+
+Nothing KPI-related is a long-lived prometheus-client object: a series exists exactly while the
+engine has it, so a lost partition's accounts disappear with it and a ratio with a zero
+denominator is simply not emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streams.engine import Engine
+from streams.metrics import ALL_KPIS, OTHER_ACCOUNT, Health
+from streams.settings import Settings
+from streams.views import compute
+
+
+class KpiCollector(Collector):
+    """Yields ``social_*`` gauge families for the accounts the engine owns right now."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    def describe(self) -> list[Metric]:
+        # Registering must not run a full compute; families are only known at scrape time.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        series = compute(self.engine, self.settings)
+        for m in ALL_KPIS:
+            rows = series.get(m.name)
+            if not rows:
+                continue
+            fam = GaugeMetricFamily(m.name, m.help, labels=m.labels)
+            for labels, value in rows:
+                fam.add_metric(labels, value)
+            yield fam
+
+
+def refresh_health(
+    health: Health, engine: Engine, wall_ms: int, highwaters: dict[int, int | None]
+) -> None:
+    """Scrape-time gauges: computed once per scrape instead of once per event."""
+    newest = engine.newest_event_ms()
+    if newest >= 0:
+        health.newest_event.set(newest / 1000.0)
+        health.lag_seconds.set(max(0.0, (wall_ms - newest) / 1000.0))
+    lag = 0
+    for p, hw in highwaters.items():
+        ps = engine.partitions.get(p)
+        if hw is not None and ps is not None:
+            lag += max(0, hw - (ps.last_offset + 1))
+    health.consumer_lag.set(lag)
+    health.partitions.set(len(engine.partitions))
+    health.accounts.set(len([a for a in engine.accounts() if a != OTHER_ACCOUNT]))

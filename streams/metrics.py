@@ -1,0 +1,191 @@
+"""Every metric socialpulse exports, declared once (SPEC §4).
+
+KPI gauges are not prometheus-client objects: the exporter's Collector builds them from the worker's
+state on every scrape, so this module only names them, with their help text and extra labels. The
+pipeline's own health metrics are ordinary counters and gauges on a registry the caller owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+
+Scope = Literal["window", "current", "campaign"]
+
+
+@dataclass(frozen=True, slots=True)
+class KpiMetric:
+    """One exported KPI family; ``key`` is the name in ``streams.kpis`` results."""
+
+    key: str
+    help: str
+    scope: Scope = "window"
+    extra: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        prefix = "social_campaign_" if self.scope == "campaign" else "social_"
+        return prefix + self.key
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        if self.scope == "campaign":
+            return ("account", "campaign", "window", *self.extra)
+        if self.scope == "current":
+            return ("account", "platform", *self.extra)
+        return ("account", "platform", "window", *self.extra)
+
+
+_W: list[tuple[str, str, tuple[str, ...]]] = [
+    # Reach
+    ("impressions", "Impressions in the window.", ()),
+    ("paid_impressions", "Paid impressions in the window.", ()),
+    ("organic_impressions", "Organic (not paid) impressions in the window.", ()),
+    ("reach", "Distinct users who saw an impression (HyperLogLog estimate).", ()),
+    ("audience_growth_ratio", "(follows - unfollows) / followers at window start.", ()),
+    ("potential_reach", "Sum of author_followers over shares and mentions.", ()),
+    ("share_of_voice_ratio", "Mentions of the account / all mentions in its market.", ()),
+    ("visits", "Website visits from social.", ()),
+    ("unique_visitors", "Distinct visitors (HyperLogLog estimate).", ()),
+    ("page_views", "Pages viewed in visits.", ()),
+    ("pages_per_visit", "Page views / visits.", ()),
+    ("average_visit_duration_seconds", "Mean duration of visits that carry one.", ()),
+    # Engagement
+    ("likes", "Likes in the window.", ()),
+    ("comments", "Comments in the window.", ()),
+    ("shares", "Shares in the window.", ()),
+    ("saves", "Saves in the window.", ()),
+    ("clicks", "Clicks in the window.", ()),
+    ("mentions", "Mentions of the account in the window.", ()),
+    ("engagements", "likes + comments + shares + saves.", ()),
+    ("engagement_rate_ratio", "Engagements / impressions.", ()),
+    ("engagement_rate_by_reach_ratio", "Engagements / reach.", ()),
+    ("average_engagement_ratio", "Engagements / followers.", ()),
+    ("applause_ratio", "(likes + saves) / followers.", ()),
+    ("amplification_ratio", "Shares / followers.", ()),
+    ("virality_ratio", "Shares / impressions.", ()),
+    ("click_through_ratio", "Clicks / impressions.", ()),
+    # Conversion and money
+    ("conversions", "Non-revenue conversions, per goal and goal=\"all\".", ("goal",)),
+    ("conversion_ratio", "(conversions + purchases) / clicks.", ()),
+    ("bounce_ratio", "Bounced visits / visits.", ()),
+    ("leads", "Qualified leads.", ()),
+    ("lead_conversion_ratio", "Purchases / leads.", ()),
+    ("orders", "Purchases.", ()),
+    ("revenue", "Sum of purchase amounts, per currency.", ("currency",)),
+    ("average_order_value", "Revenue / orders, per currency.", ("currency",)),
+    ("spend", "Money spent on the platform, per currency.", ("currency",)),
+    ("cost_per_click", "Spend / clicks, per currency.", ("currency",)),
+    ("cost_per_mille", "Spend / impressions x 1000, per currency.", ("currency",)),
+    ("cost_per_lead", "Spend / leads, per currency.", ("currency",)),
+    ("roi_ratio", "(revenue - spend) / spend, per currency.", ("currency",)),
+    # Care and satisfaction
+    ("response_time_seconds", "Reply time to comments and mentions (DDSketch quantile).",
+     ("quantile",)),
+    ("replies", "Replies by the brand in the window.", ()),
+    ("needs_response", "Comments and mentions needing a response in the window.", ()),
+    ("response_ratio", "Answered / needing response.", ()),
+    ("resolution_ratio", "Resolved by a reply / needing response.", ()),
+    ("sentiment_score", "Mean sentiment of comments and mentions that carry one.", ()),
+    ("net_sentiment_ratio", "(positive - negative) / (positive + negative).", ()),
+    ("csat_ratio", "CSAT answers scoring 4 or 5 / CSAT answers.", ()),
+    ("nps", "Net promoter score: (promoters - detractors) / answers x 100.", ()),
+    ("reviews", "Reviews in the window.", ()),
+    ("average_rating", "Mean review rating.", ()),
+]
+
+_C: list[tuple[str, str, tuple[str, ...]]] = [
+    ("followers", "Followers: last polled count plus follows minus unfollows since.", ()),
+    ("customer_lifetime_value", "Revenue per distinct customer over the account's history.",
+     ("currency",)),
+    ("pending_responses", "Messages needing a response that have none yet.", ()),
+    ("overdue_responses", "Pending responses older than the SLA.", ()),
+]
+
+_K: list[tuple[str, str, tuple[str, ...]]] = [
+    ("impressions", "Campaign impressions in the window.", ()),
+    ("clicks", "Campaign clicks in the window.", ()),
+    ("conversions", "Campaign non-revenue conversions in the window.", ()),
+    ("revenue", "Campaign revenue, per currency.", ("currency",)),
+    ("spend", "Campaign spend, per currency.", ("currency",)),
+    ("click_through_ratio", "Campaign clicks / impressions.", ()),
+    ("cost_per_click", "Campaign spend / clicks, per currency.", ("currency",)),
+    ("roi_ratio", "Campaign (revenue - spend) / spend, per currency.", ("currency",)),
+]
+
+WINDOW_KPIS: tuple[KpiMetric, ...] = tuple(KpiMetric(k, h, "window", e) for k, h, e in _W)
+CURRENT_KPIS: tuple[KpiMetric, ...] = tuple(KpiMetric(k, h, "current", e) for k, h, e in _C)
+CAMPAIGN_KPIS: tuple[KpiMetric, ...] = tuple(KpiMetric(k, h, "campaign", e) for k, h, e in _K)
+ALL_KPIS: tuple[KpiMetric, ...] = WINDOW_KPIS + CURRENT_KPIS + CAMPAIGN_KPIS
+
+RESPONSE_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
+OTHER_ACCOUNT = "_other"
+OTHER_CAMPAIGN = "_other"
+ALL_PLATFORMS = "all"
+ALL_GOALS = "all"
+
+
+class Health:
+    """The pipeline's own metrics (``socialpulse_`` prefix), registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self.events = Counter(
+            "socialpulse_events", "Valid events applied to the KPIs, by type.", ["type"],
+            registry=registry,
+        )
+        self.records = Counter(
+            "socialpulse_records_consumed", "Input records read from Kafka.", registry=registry
+        )
+        self.rejected = Counter(
+            "socialpulse_events_rejected", "Records sent to the dead-letter topic, by reason.",
+            ["reason"], registry=registry,
+        )
+        self.duplicates = Counter(
+            "socialpulse_events_duplicate", "Events whose event_id was already counted.",
+            registry=registry,
+        )
+        self.late = Counter(
+            "socialpulse_events_late", "Events older than the largest window plus grace.",
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "socialpulse_records_replayed",
+            "Records re-delivered after a restart whose effect was already in the tables.",
+            registry=registry,
+        )
+        self.overflow = Counter(
+            "socialpulse_events_overflow",
+            "Events counted in the _other bucket because of the account or campaign cap.",
+            ["kind"], registry=registry,
+        )
+        self.flushes = Counter(
+            "socialpulse_flushes", "Durable flushes of aggregates to the table changelogs.",
+            registry=registry,
+        )
+        self.flush_seconds = Counter(
+            "socialpulse_flush_duration_seconds", "Time spent in durable flushes.",
+            registry=registry,
+        )
+        self.newest_event = Gauge(
+            "socialpulse_newest_event_timestamp_seconds",
+            "Event time of the newest event applied by this worker.", registry=registry,
+        )
+        self.lag_seconds = Gauge(
+            "socialpulse_processing_lag_seconds",
+            "Wall time now minus the newest applied event time.", registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "socialpulse_consumer_lag_records",
+            "Records in owned input partitions not yet processed.", registry=registry,
+        )
+        self.partitions = Gauge(
+            "socialpulse_assigned_partitions", "Input partitions owned by this worker.",
+            registry=registry,
+        )
+        self.accounts = Gauge(
+            "socialpulse_exported_accounts", "Accounts this worker exports.", registry=registry
+        )
+        self.build = Info("socialpulse_build", "Build information.", registry=registry)
+        self.build.info({"version": version})

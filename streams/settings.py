@@ -1,0 +1,175 @@
+"""Typed settings: the only module of socialpulse that reads the environment.
+
+Every knob is an environment variable with the ``SOCIALPULSE_`` prefix
+(``SOCIALPULSE_WINDOWS=5m,1h``), or a field of a ``.env`` file in the working directory. Secrets are
+``SecretStr`` so that they never show in a repr, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# A window is cut into this many buckets: SPEC §2 allows edges rounded to 1/30 of the window.
+BUCKETS_PER_WINDOW = 30
+
+
+def parse_duration(text: str) -> float:
+    """``"5m"`` -> 300.0 seconds; raises ValueError on anything else."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"not a duration (like 30s, 5m, 1h, 1d): {text!r}")
+    value = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if value <= 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One rolling window: its label as exported, its length and its bucket width (ms)."""
+
+    label: str
+    length_ms: int
+    bucket_ms: int
+
+    @classmethod
+    def parse(cls, label: str) -> Window:
+        length_ms = int(parse_duration(label) * 1000)
+        bucket_ms = max(1, length_ms // BUCKETS_PER_WINDOW)
+        return cls(label=label, length_ms=length_ms, bucket_ms=bucket_ms)
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All configuration of a socialpulse process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOCIALPULSE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- Kafka connection -------------------------------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    # --- Embedded local broker (used when the bootstrap address is loopback and silent) ---
+    kafka_embedded: bool = True
+    kafka_version: str = "4.1.1"
+    kafka_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "socialpulse")
+    kafka_heap: str = "512m"
+    kafka_data_dir: Path = Path("var/kafka")
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+
+    # --- Topics -------------------------------------------------------------------------------
+    input_topic: str = "social.interactions"
+    dlq_topic: str = "social.interactions.dlq"
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    # --- Worker -------------------------------------------------------------------------------
+    app_id: str = "socialpulse"
+    data_dir: Path = Path("var/worker")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    store: str = "memory://"
+    log_level: str = "WARNING"
+    # Aggregates are made durable (table changelog + offset commit) at most this often ...
+    flush_interval_seconds: float = Field(default=1.0, gt=0)
+    # ... or after this many events, whichever comes first.
+    flush_max_events: int = Field(default=20_000, ge=1)
+
+    # --- KPI semantics (SPEC §2-§4) -----------------------------------------------------------
+    windows: Annotated[list[str], NoDecode] = ["5m", "1h", "24h"]
+    clock: Literal["wall", "event"] = "wall"
+    grace_seconds: float = Field(default=300.0, ge=0)
+    future_tolerance_seconds: float = Field(default=300.0, ge=0)
+    dedup_horizon_seconds: float = Field(default=86_400.0, gt=0)
+    max_record_bytes: int = Field(default=65_536, ge=256)
+    response_sla_seconds: float = Field(default=3600.0, gt=0)
+    # account -> market, as "acme=coffee,rival=coffee"; unlisted accounts are in default_market.
+    markets: Annotated[dict[str, str], NoDecode] = {}
+    default_market: str = "default"
+    max_accounts: int = Field(default=1000, ge=1)
+    max_campaigns_per_account: int = Field(default=100, ge=1)
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _windows(cls, value: Any) -> Any:
+        value = _split_csv(value)
+        for label in value:
+            parse_duration(label)
+        return value
+
+    @field_validator("markets", mode="before")
+    @classmethod
+    def _markets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = _split_csv(value)
+            out: dict[str, str] = {}
+            for pair in pairs:
+                account, sep, market = pair.partition("=")
+                if not sep or not account.strip() or not market.strip():
+                    raise ValueError(f"markets entry must be account=market: {pair!r}")
+                out[account.strip()] = market.strip()
+            return out
+        return value
+
+    @cached_property
+    def window_specs(self) -> tuple[Window, ...]:
+        """The windows, shortest first."""
+        return tuple(sorted((Window.parse(w) for w in self.windows), key=lambda w: w.length_ms))
+
+    @property
+    def retention_ms(self) -> int:
+        """How far behind the clock an event may be and still count (largest window + grace)."""
+        return max(w.length_ms for w in self.window_specs) + int(self.grace_seconds * 1000)
+
+    def market_of(self, account: str) -> str:
+        return self.markets.get(account, self.default_market)
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Connection arguments shared by every aiokafka client we create (producer, admin)."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+                certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+                keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+            )
+        if self.kafka_security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kwargs["sasl_plain_username"] = self.kafka_sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return kwargs
+
+
+def load() -> Settings:
+    """Read the environment once; callers pass the result down instead of reading it again."""
+    return Settings()

@@ -1,0 +1,24 @@
+"""Every topic socialpulse reads or writes, declared once (SPEC §5)."""
+
+from __future__ import annotations
+
+from streams.app import app, settings
+
+# Records stay raw bytes: the engine validates them itself, so that a malformed record reaches
+# the dead-letter topic byte for byte instead of failing inside a faust codec.
+interactions = app.topic(
+    settings.input_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
+dead_letters = app.topic(
+    settings.dlq_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)

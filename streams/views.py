@@ -1,0 +1,189 @@
+"""Rolling-window views of the engine's state: every KPI series, built on demand.
+
+Both the Prometheus collector and ``GET /kpis`` call ``compute``; it merges each window's buckets
+(counters add, sketches union) at read time, so nothing is recomputed per event.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from streams.engine import Engine
+from streams.kpis import Row, campaign_rows, clv_rows, window_rows
+from streams.metrics import ALL_PLATFORMS, CAMPAIGN_KPIS, CURRENT_KPIS, OTHER_ACCOUNT, WINDOW_KPIS
+from streams.settings import Settings
+from streams.sketches import Hll, Quantiles
+from streams.state import MENTIONS, CampaignAgg, PlatformAgg, merged
+
+LabelValues = tuple[str, ...]
+SeriesMap = dict[str, list[tuple[LabelValues, float]]]
+
+_WINDOW_NAMES = {m.key: m.name for m in WINDOW_KPIS}
+_CURRENT_NAMES = {m.key: m.name for m in CURRENT_KPIS}
+_CAMPAIGN_NAMES = {m.key: m.name for m in CAMPAIGN_KPIS}
+
+
+@dataclass
+class _Care:
+    answered: float = 0.0
+    resolved: float = 0.0
+    response: Quantiles | None = None
+
+    def add(self, answered: float, resolved: float, response: Quantiles | None) -> None:
+        self.answered += answered
+        self.resolved += resolved
+        if response is not None and response.count:
+            if self.response is None:
+                self.response = Quantiles()
+            self.response.merge(response)
+
+
+@dataclass
+class _WindowView:
+    platforms: dict[str, PlatformAgg] = field(default_factory=dict)
+    care: dict[str, _Care] = field(default_factory=dict)
+    campaigns: dict[str, CampaignAgg] = field(default_factory=dict)
+
+
+def _window_view(engine: Engine, account: str, res: int, now: int, known: set[str]) -> _WindowView:
+    per_platform: dict[str, list[PlatformAgg]] = defaultdict(list)
+    view = _WindowView()
+    for b in engine.window_buckets(account, res, now):
+        for platform, agg in b.platforms.items():
+            per_platform[platform].append(agg)
+        for name, ca in b.campaigns.items():
+            acc = view.campaigns.get(name)
+            if acc is None:
+                acc = view.campaigns[name] = CampaignAgg()
+            acc.merge(ca)
+    for platform in known | per_platform.keys():
+        view.platforms[platform] = merged(per_platform.get(platform, []))
+    view.platforms[ALL_PLATFORMS] = merged(list(view.platforms.values()))
+    w = engine.windows[res]
+    lo = now // w.bucket_ms - 29
+    hi = now // w.bucket_ms
+    total = view.care[ALL_PLATFORMS] = _Care()
+    for core in engine.iter_cores(account):
+        for (r, idx), per in core.care.items():
+            if r != res or idx < lo or idx > hi:
+                continue
+            for platform, (answered, resolved, q) in per.items():
+                view.care.setdefault(platform, _Care()).add(answered, resolved, q)
+                total.add(answered, resolved, q)
+    return view
+
+
+def _known_platforms(engine: Engine) -> dict[str, set[str]]:
+    """Per account, the platforms it has data for anywhere in the largest window's buckets."""
+    largest = len(engine.windows) - 1
+    out: dict[str, set[str]] = defaultdict(set)
+    for ps in engine.partitions.values():
+        for (acc, res, _idx), b in ps.buckets.items():
+            if res == largest:
+                out[acc].update(b.platforms)
+    return out
+
+
+def compute(engine: Engine, settings: Settings, only_account: str | None = None) -> SeriesMap:
+    """All KPI series of the owned accounts (or of one), labels in ``KpiMetric.labels`` order."""
+    now = engine.clock()
+    out: SeriesMap = defaultdict(list)
+    if now < 0:
+        return out
+    accounts = engine.accounts()
+    views: dict[str, list[_WindowView]] = {}
+    known_by_account = _known_platforms(engine)
+    # Market totals need every owned account, even when one account is asked for.
+    market_mentions: dict[tuple[str, str, int], float] = defaultdict(float)
+    for account in accounts:
+        known = known_by_account.get(account, set())
+        vs = [_window_view(engine, account, res, now, known) for res in range(len(engine.windows))]
+        views[account] = vs
+        market = settings.market_of(account)
+        for res, v in enumerate(vs):
+            for platform, agg in v.platforms.items():
+                market_mentions[(market, platform, res)] += agg.c[MENTIONS]
+    sla_ms = settings.response_sla_seconds * 1000
+    for account in accounts:
+        if only_account is not None and account != only_account:
+            continue
+        other = account == OTHER_ACCOUNT
+        market = settings.market_of(account)
+        followers = _followers(engine, account)
+        for res, v in enumerate(views[account]):
+            label = engine.windows[res].label
+            for platform, agg in v.platforms.items():
+                if other and platform != ALL_PLATFORMS:
+                    continue
+                care = v.care.get(platform) or _Care()
+                rows = window_rows(
+                    agg,
+                    answered=care.answered,
+                    resolved=care.resolved,
+                    response=care.response,
+                    followers=followers.get(platform),
+                    market_mentions=market_mentions[(market, platform, res)],
+                )
+                _emit(out, _WINDOW_NAMES, (account, platform, label), rows)
+            if other:
+                continue
+            for name, ca in v.campaigns.items():
+                _emit(out, _CAMPAIGN_NAMES, (account, name, label), campaign_rows(ca))
+        _current(out, engine, account, followers, now, sla_ms, other)
+    return out
+
+
+def _emit(out: SeriesMap, names: dict[str, str], base: LabelValues, rows: list[Row]) -> None:
+    for key, extra, value in rows:
+        out[names[key]].append(((*base, *extra), value))
+
+
+def _followers(engine: Engine, account: str) -> dict[str, float]:
+    """Per platform, and ``all`` as their sum; platforms with no follower data are absent."""
+    per: dict[str, float] = defaultdict(float)
+    for core in engine.iter_cores(account):
+        for platform, f in core.followers.items():
+            per[platform] += f.value()
+    if per:
+        per[ALL_PLATFORMS] = sum(per.values())
+    return per
+
+
+def _current(
+    out: SeriesMap, engine: Engine, account: str, followers: dict[str, float], now: int,
+    sla_ms: float, other: bool,
+) -> None:
+    base_platforms = set(followers)
+    pending: dict[str, float] = defaultdict(float)
+    overdue: dict[str, float] = defaultdict(float)
+    clv_revenue: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    clv_customers: dict[str, dict[str, list[Hll]]] = defaultdict(lambda: defaultdict(list))
+    for core in engine.iter_cores(account):
+        for mid in core.pending:
+            m = core.messages[mid]
+            for platform in (m.platform, ALL_PLATFORMS):
+                pending[platform] += 1
+                if now - m.ts > sla_ms:
+                    overdue[platform] += 1
+        for platform, per in core.clv.items():
+            for cur, (revenue, hll) in per.items():
+                for p in (platform, ALL_PLATFORMS):
+                    clv_revenue[p][cur] += revenue
+                    clv_customers[p][cur].append(hll)
+        base_platforms.update(core.followers)
+    base_platforms.update(pending)
+    base_platforms.add(ALL_PLATFORMS)
+    for platform in sorted(base_platforms):
+        if other and platform != ALL_PLATFORMS:
+            continue
+        labels = (account, platform)
+        if platform in followers:
+            out[_CURRENT_NAMES["followers"]].append((labels, followers[platform]))
+        out[_CURRENT_NAMES["pending_responses"]].append((labels, pending.get(platform, 0.0)))
+        out[_CURRENT_NAMES["overdue_responses"]].append((labels, overdue.get(platform, 0.0)))
+        rows = clv_rows(
+            (cur, revenue, Hll.union_estimate(clv_customers[platform][cur]))
+            for cur, revenue in clv_revenue.get(platform, {}).items()
+        )
+        _emit(out, _CURRENT_NAMES, labels, rows)

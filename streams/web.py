@@ -1,0 +1,96 @@
+"""HTTP views of a worker: ``/metrics`` for Prometheus and ``/kpis`` as JSON for people and tools.
+
+Both read the same ``streams.views.compute``; ``/kpis`` for an account owned by another worker
+redirects there (the owner is whoever holds the account's input partition).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from faust import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams.app import app, health, registry, settings
+from streams.engine import wall_ms
+from streams.exporter import KpiCollector, refresh_health
+from streams.metrics import ALL_KPIS
+from streams.tables import engine
+from streams.topics import interactions
+from streams.views import compute
+
+registry.register(KpiCollector(engine, settings))
+_BY_NAME = {m.name: m for m in ALL_KPIS}
+
+
+def _highwaters() -> dict[int, int | None]:
+    topic = interactions.get_topic_name()
+    out: dict[int, int | None] = {}
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic == topic:
+            try:
+                out[tp.partition] = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                out[tp.partition] = None
+    return out
+
+
+@app.page("/metrics")
+async def metrics(view: web.View, request: web.Request) -> web.Response:
+    refresh_health(health, engine, wall_ms(), _highwaters())
+    return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@app.page("/kpis")
+async def kpis(view: web.View, request: web.Request) -> web.Response:
+    query: Any = request.query
+    account = query.get("account")
+    window = query.get("window")
+    if not account:
+        return view.json({"error": "account is required", "accounts": engine.accounts()},
+                         status=400)
+    if account not in engine.accounts():
+        owner = _owner_url(account)
+        if owner is not None:
+            target = f"{owner.rstrip('/')}/kpis?{request.query_string}"
+            return view.bytes(b"", status=307, headers={"Location": target})
+        return view.json({"error": f"unknown account {account!r}"}, status=404)
+    series = compute(engine, settings, only_account=account)
+    return view.json(_as_json(account, window, series))
+
+
+def _owner_url(account: str) -> str | None:
+    """URL of the worker that owns ``account``'s partition, if it is another worker."""
+    try:
+        url = str(app.router.external_topic_key_store(interactions, account.encode()))
+    except Exception:  # assignment not known yet, or a single worker
+        return None
+    if url.rstrip("/") == str(app.conf.canonical_url).rstrip("/"):
+        return None
+    return url
+
+
+def _as_json(account: str, window: str | None, series: dict[str, Any]) -> dict[str, Any]:
+    """{"windows": {w: {platform: {kpi: value}}}, "current": {...}, "campaigns": {...}}."""
+    windows: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
+    current: dict[str, Any] = defaultdict(dict)
+    campaigns: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
+    for name, rows in series.items():
+        m = _BY_NAME[name]
+        for labels, value in rows:
+            extra = labels[len(m.labels) - len(m.extra):]
+            key = m.key + "".join(f"{{{k}={v}}}" for k, v in zip(m.extra, extra, strict=True))
+            if m.scope == "current":
+                current[labels[1]][key] = value
+            elif window is None or labels[2] == window:
+                target = windows if m.scope == "window" else campaigns
+                target[labels[2]][labels[1]][key] = value
+    return {
+        "account": account,
+        "clock_ms": engine.clock(),
+        "windows": windows,
+        "current": current,
+        "campaigns": campaigns,
+    }

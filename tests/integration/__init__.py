@@ -1,0 +1,1 @@
+"""Integration tests: each starts its own local Kafka broker (streams.kafka_local)."""

@@ -1,0 +1,367 @@
+"""The oracle: SPEC §3 recomputed by plain batch Python over the same input records.
+
+It shares nothing with the worker but the event validator (whose own tests are table-driven) and
+the settings type. It walks each partition's records in offset order, decides valid / late /
+duplicate the way SPEC §2 and §5 say, then computes every KPI from lists of events with the
+textbook formulas: no buckets, no sketches, no incremental state.
+
+``series`` maps a metric name to ``{label values: value}``, the same shape the exporter produces.
+Distinct counts are exact here; the comparison allows the sketches' 2 % (see ``compare``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from schemas.events import Event, Rejected
+from schemas.validate import parse
+from streams.settings import Settings
+
+Labels = tuple[str, ...]
+
+
+@dataclass
+class Applied:
+    ev: Event
+    partition: int
+    clock: int  # the partition's stream time right after this event
+
+
+@dataclass
+class OracleResult:
+    series: dict[str, dict[Labels, float]]
+    rejected: dict[str, int]
+    late: int
+    duplicates: int
+    applied: int
+    now: int
+
+
+def _ratio(n: float, d: float) -> float | None:
+    return n / d if d > 0 else None
+
+
+@dataclass
+class _Oracle:
+    settings: Settings
+    wall_ms: int
+    series: dict[str, dict[Labels, float]] = field(default_factory=lambda: defaultdict(dict))
+
+    def put(self, name: str, labels: Labels, value: float | None) -> None:
+        if value is not None:
+            self.series[name][labels] = float(value)
+
+
+def run(
+    records: Iterable[tuple[int, int, bytes]], settings: Settings, wall_ms: int
+) -> OracleResult:
+    """``records``: (partition, offset, value) in any order; the oracle sorts them."""
+    retention = settings.retention_ms
+    by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+    for p, o, v in records:
+        by_partition[p].append((o, v))
+    rejected: dict[str, int] = defaultdict(int)
+    late = dups = 0
+    applied: list[Applied] = []
+    stream_time: dict[int, int] = {}
+    for p, recs in by_partition.items():
+        st = -1
+        seen: set[str] = set()
+        for _o, raw in sorted(recs, key=lambda r: r[0]):
+            ev = parse(raw, now_ms=wall_ms, max_bytes=settings.max_record_bytes,
+                       future_tolerance_ms=int(settings.future_tolerance_seconds * 1000))
+            if isinstance(ev, Rejected):
+                rejected[ev.reason.value] += 1
+                continue
+            if ev.ts < st - retention:
+                late += 1
+                continue
+            st = max(st, ev.ts)
+            if ev.event_id in seen:
+                dups += 1
+                continue
+            seen.add(ev.event_id)
+            applied.append(Applied(ev, p, st))
+        stream_time[p] = st
+    now = max(stream_time.values(), default=-1)
+    o = _Oracle(settings, wall_ms)
+    _kpis(o, applied, stream_time, now)
+    return OracleResult(dict(o.series), dict(rejected), late, dups, len(applied), now)
+
+
+def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: int) -> None:
+    s = o.settings
+    retention = s.retention_ms
+    windows = s.window_specs
+    largest = windows[-1]
+    accounts = sorted({a.ev.account for a in applied})
+    # --- replies matched to messages, in processing order per partition (SPEC: reply.ts - ts)
+    messages: dict[tuple[str, str], Applied] = {}
+    orphans: dict[tuple[str, str], list[Applied]] = defaultdict(list)
+    pairs: list[tuple[Applied, Applied]] = []  # (reply, message)
+    for a in applied:  # already in per-partition processing order
+        ev = a.ev
+        if ev.type in ("comment", "mention"):
+            key = (ev.account, ev.event_id)
+            messages[key] = a
+            for r in orphans.pop(key, []):
+                if r.ev.ts >= a.clock - retention:
+                    pairs.append((r, a))
+        elif ev.type == "reply":
+            key = (ev.account, ev.in_reply_to or "")
+            m = messages.get(key)
+            if m is not None and m.ev.ts >= a.clock - retention:
+                pairs.append((a, m))
+            else:
+                orphans[key].append(a)
+    answered = {(m.ev.account, m.ev.event_id) for _r, m in pairs}
+    resolved = {(m.ev.account, m.ev.event_id) for r, m in pairs if r.ev.resolved}
+
+    # --- followers (not windowed)
+    followers: dict[tuple[str, str], float] = {}
+    fevents: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for a in applied:
+        if a.ev.type in ("followers", "follow", "unfollow"):
+            fevents[(a.ev.account, a.ev.platform)].append(a.ev)
+    for key, evs in fevents.items():
+        snaps = [e for e in evs if e.type == "followers"]
+        snap_ts, count = -1, 0
+        for e in snaps:  # in processing order; a later arrival wins a tie
+            if e.ts >= snap_ts:
+                snap_ts, count = e.ts, e.count or 0
+        delta = sum(1 if e.type == "follow" else -1 for e in evs
+                    if e.type in ("follow", "unfollow") and e.ts > snap_ts)
+        followers[key] = count + delta
+
+    # --- platforms an account has data for in the largest window's retained buckets
+    known: dict[str, set[str]] = defaultdict(set)
+    for a in applied:
+        floor = stream_time[a.partition] // largest.bucket_ms - 29
+        if a.ev.ts // largest.bucket_ms >= floor:
+            known[a.ev.account].add(a.ev.platform)
+
+    market_of = s.market_of
+    for w in windows:
+        lo = (now // w.bucket_ms - 29) * w.bucket_ms
+        in_window = [a.ev for a in applied if a.ev.ts >= lo]
+        by_ap: dict[tuple[str, str], list[Event]] = defaultdict(list)
+        for ev in in_window:
+            by_ap[(ev.account, ev.platform)].append(ev)
+            by_ap[(ev.account, "all")].append(ev)
+        market_mentions: dict[tuple[str, str], int] = defaultdict(int)
+        for (acc, plat), evs in by_ap.items():
+            market_mentions[(market_of(acc), plat)] += sum(1 for e in evs if e.type == "mention")
+        for acc in accounts:
+            plats = {*known[acc], "all"}
+            for plat in plats:
+                evs = by_ap.get((acc, plat), [])
+                if plat == "all":
+                    fol_vals = [v for (fa, _fp), v in followers.items() if fa == acc]
+                    fol = float(sum(fol_vals)) if fol_vals else None
+                else:
+                    fol = followers.get((acc, plat))
+                rt = [max(0, r.ev.ts - m.ev.ts) / 1000.0 for r, m in pairs
+                      if r.ev.account == acc and r.ev.ts >= lo
+                      and (plat == "all" or r.ev.platform == plat)]
+                need = [e for e in evs if e.type in ("comment", "mention") and e.needs_response]
+                _window(o, (acc, plat, w.label), evs, fol, rt,
+                        sum(1 for e in need if (acc, e.event_id) in answered),
+                        sum(1 for e in need if (acc, e.event_id) in resolved),
+                        market_mentions[(market_of(acc), plat)])
+            camp: dict[str, list[Event]] = defaultdict(list)
+            for e in by_ap.get((acc, "all"), []):
+                if e.campaign is not None:
+                    camp[e.campaign].append(e)
+            for name, evs in camp.items():
+                _campaign(o, (acc, name, w.label), evs)
+
+    # --- current values
+    sla_ms = s.response_sla_seconds * 1000
+    for acc in accounts:
+        plats = {"all"} | {p for (fa, p) in followers if fa == acc}
+        pending: dict[str, int] = defaultdict(int)
+        overdue: dict[str, int] = defaultdict(int)
+        for (ma, mid), m in messages.items():
+            if ma != acc or not m.ev.needs_response or (ma, mid) in answered:
+                continue
+            if m.ev.ts < stream_time[m.partition] - retention:
+                continue
+            for p in (m.ev.platform, "all"):
+                pending[p] += 1
+                if now - m.ev.ts > sla_ms:
+                    overdue[p] += 1
+            plats.add(m.ev.platform)
+        revenue: dict[tuple[str, str], float] = defaultdict(float)
+        customers: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for a in applied:
+            e = a.ev
+            if e.account == acc and e.type == "purchase":
+                for p in (e.platform, "all"):
+                    revenue[(p, e.currency or "")] += e.amount or 0.0
+                    if e.user_id is not None:
+                        customers[(p, e.currency or "")].add(e.user_id)
+                plats.add(e.platform)
+        for p in plats:
+            if p == "all":
+                fol_vals = [v for (fa, _fp), v in followers.items() if fa == acc]
+                if fol_vals:
+                    o.put("social_followers", (acc, p), sum(fol_vals))
+            elif (acc, p) in followers:
+                o.put("social_followers", (acc, p), followers[(acc, p)])
+            o.put("social_pending_responses", (acc, p), pending.get(p, 0))
+            o.put("social_overdue_responses", (acc, p), overdue.get(p, 0))
+        for (p, cur), rev in revenue.items():
+            o.put("social_customer_lifetime_value", (acc, p, cur),
+                  _ratio(rev, len(customers[(p, cur)])))
+
+
+def _count(evs: list[Event], t: str) -> int:
+    return sum(1 for e in evs if e.type == t)
+
+
+def _window(
+    o: _Oracle, base: Labels, evs: list[Event], followers: float | None, rt: list[float],
+    answered: int, resolved: int, market_mentions: int,
+) -> None:
+    put = o.put
+    imp = [e for e in evs if e.type == "impression"]
+    impressions = len(imp)
+    paid = sum(1 for e in imp if e.paid)
+    reach = len({e.user_id for e in imp if e.user_id is not None})
+    likes, comments, shares, saves = (_count(evs, t) for t in ("like", "comment", "share", "save"))
+    clicks, mentions, leads = (_count(evs, t) for t in ("click", "mention", "lead"))
+    engagements = likes + comments + shares + saves
+    visits = [e for e in evs if e.type == "visit"]
+    fol = followers if followers is not None and followers > 0 else 0.0
+    put("social_impressions", base, impressions)
+    put("social_paid_impressions", base, paid)
+    put("social_organic_impressions", base, impressions - paid)
+    put("social_reach", base, reach)
+    net = _count(evs, "follow") - _count(evs, "unfollow")
+    if followers is not None:
+        put("social_audience_growth_ratio", base, _ratio(net, followers - net))
+    put("social_potential_reach", base, sum(e.author_followers or 0 for e in evs
+                                            if e.type in ("share", "mention")))
+    put("social_share_of_voice_ratio", base, _ratio(mentions, market_mentions))
+    put("social_visits", base, len(visits))
+    put("social_unique_visitors", base, len({e.user_id for e in visits if e.user_id is not None}))
+    page_views = sum(e.pages or 0 for e in visits)
+    put("social_page_views", base, page_views)
+    put("social_pages_per_visit", base, _ratio(page_views, len(visits)))
+    durations = [e.duration_seconds for e in visits if e.duration_seconds is not None]
+    put("social_average_visit_duration_seconds", base, _ratio(sum(durations), len(durations)))
+    for name, v in (("likes", likes), ("comments", comments), ("shares", shares),
+                    ("saves", saves), ("clicks", clicks), ("mentions", mentions),
+                    ("engagements", engagements)):
+        put(f"social_{name}", base, v)
+    put("social_engagement_rate_ratio", base, _ratio(engagements, impressions))
+    put("social_engagement_rate_by_reach_ratio", base, _ratio(engagements, reach))
+    put("social_average_engagement_ratio", base, _ratio(engagements, fol))
+    put("social_applause_ratio", base, _ratio(likes + saves, fol))
+    put("social_amplification_ratio", base, _ratio(shares, fol))
+    put("social_virality_ratio", base, _ratio(shares, impressions))
+    put("social_click_through_ratio", base, _ratio(clicks, impressions))
+    conv = [e for e in evs if e.type == "conversion"]
+    put("social_conversions", (*base, "all"), len(conv))
+    for goal in {e.goal or "" for e in conv}:
+        put("social_conversions", (*base, goal), sum(1 for e in conv if e.goal == goal))
+    purchases = [e for e in evs if e.type == "purchase"]
+    put("social_conversion_ratio", base, _ratio(len(conv) + len(purchases), clicks))
+    put("social_bounce_ratio", base, _ratio(sum(1 for e in visits if e.bounced), len(visits)))
+    put("social_leads", base, leads)
+    put("social_lead_conversion_ratio", base, _ratio(len(purchases), leads))
+    put("social_orders", base, len(purchases))
+    spend_evs = [e for e in evs if e.type == "spend"]
+    for cur in {e.currency or "" for e in purchases}:
+        mine = [e for e in purchases if e.currency == cur]
+        rev = sum(e.amount or 0.0 for e in mine)
+        put("social_revenue", (*base, cur), rev)
+        put("social_average_order_value", (*base, cur), _ratio(rev, len(mine)))
+    for cur in {e.currency or "" for e in spend_evs}:
+        spend = sum(e.amount or 0.0 for e in spend_evs if e.currency == cur)
+        rev = sum(e.amount or 0.0 for e in purchases if e.currency == cur)
+        put("social_spend", (*base, cur), spend)
+        put("social_cost_per_click", (*base, cur), _ratio(spend, clicks))
+        cpm = _ratio(spend, impressions)
+        put("social_cost_per_mille", (*base, cur), None if cpm is None else cpm * 1000)
+        put("social_cost_per_lead", (*base, cur), _ratio(spend, leads))
+        put("social_roi_ratio", (*base, cur), _ratio(rev - spend, spend))
+    if rt:
+        srt = sorted(rt)
+        for q in (0.5, 0.9, 0.99):
+            put("social_response_time_seconds", (*base, str(q)), srt[int(q * (len(srt) - 1))])
+    need = sum(1 for e in evs if e.type in ("comment", "mention") and e.needs_response)
+    put("social_replies", base, _count(evs, "reply"))
+    put("social_needs_response", base, need)
+    put("social_response_ratio", base, _ratio(answered, need))
+    put("social_resolution_ratio", base, _ratio(resolved, need))
+    sent = [e.sentiment for e in evs
+            if e.type in ("comment", "mention") and e.sentiment is not None]
+    put("social_sentiment_score", base, _ratio(sum(sent), len(sent)))
+    pos = sum(1 for x in sent if x > 0.25)
+    neg = sum(1 for x in sent if x < -0.25)
+    put("social_net_sentiment_ratio", base, _ratio(pos - neg, pos + neg))
+    csat = [e.score or 0 for e in evs if e.type == "survey" and e.survey == "csat"]
+    put("social_csat_ratio", base, _ratio(sum(1 for x in csat if x >= 4), len(csat)))
+    nps = [e.score or 0 for e in evs if e.type == "survey" and e.survey == "nps"]
+    n = _ratio(sum(1 for x in nps if x >= 9) - sum(1 for x in nps if x <= 6), len(nps))
+    put("social_nps", base, None if n is None else n * 100)
+    ratings = [e.rating or 0 for e in evs if e.type == "review"]
+    put("social_reviews", base, len(ratings))
+    put("social_average_rating", base, _ratio(sum(ratings), len(ratings)))
+
+
+def _campaign(o: _Oracle, base: Labels, evs: list[Event]) -> None:
+    impressions = _count(evs, "impression")
+    clicks = _count(evs, "click")
+    o.put("social_campaign_impressions", base, impressions)
+    o.put("social_campaign_clicks", base, clicks)
+    o.put("social_campaign_conversions", base, _count(evs, "conversion"))
+    o.put("social_campaign_click_through_ratio", base, _ratio(clicks, impressions))
+    purchases = [e for e in evs if e.type == "purchase"]
+    spends = [e for e in evs if e.type == "spend"]
+    for cur in {e.currency or "" for e in purchases}:
+        o.put("social_campaign_revenue", (*base, cur),
+              sum(e.amount or 0.0 for e in purchases if e.currency == cur))
+    for cur in {e.currency or "" for e in spends}:
+        spend = sum(e.amount or 0.0 for e in spends if e.currency == cur)
+        rev = sum(e.amount or 0.0 for e in purchases if e.currency == cur)
+        o.put("social_campaign_spend", (*base, cur), spend)
+        o.put("social_campaign_cost_per_click", (*base, cur), _ratio(spend, clicks))
+        o.put("social_campaign_roi_ratio", (*base, cur), _ratio(rev - spend, spend))
+
+
+# Series whose value comes from a sketch (or is a ratio over one): compared within 2 %.
+APPROXIMATE = {
+    "social_reach", "social_unique_visitors", "social_engagement_rate_by_reach_ratio",
+    "social_customer_lifetime_value", "social_response_time_seconds",
+}
+SKETCH_TOLERANCE = 0.02
+
+
+def compare(
+    expected: dict[str, dict[Labels, float]], actual: dict[str, dict[Labels, float]]
+) -> list[str]:
+    """Every difference between the oracle and the worker, as readable lines (empty: equal)."""
+    problems: list[str] = []
+    for name in sorted(set(expected) | set(actual)):
+        exp = expected.get(name, {})
+        act = actual.get(name, {})
+        for labels in sorted(set(exp) | set(act)):
+            if labels not in act:
+                problems.append(f"missing {name}{labels} (oracle {exp[labels]})")
+                continue
+            if labels not in exp:
+                problems.append(f"unexpected {name}{labels} = {act[labels]}")
+                continue
+            e, a = exp[labels], act[labels]
+            if name in APPROXIMATE:
+                ok = math.isclose(a, e, rel_tol=SKETCH_TOLERANCE, abs_tol=1e-9)
+            else:
+                ok = math.isclose(a, e, rel_tol=1e-9, abs_tol=1e-9)
+            if not ok:
+                problems.append(f"{name}{labels}: worker {a} != oracle {e}")
+    return problems

@@ -1,0 +1,1 @@
+"""Tests of the event contract: validation and the published JSON Schema."""
