@@ -18,10 +18,11 @@ are. Tests that run a real Prometheus with short windows render a fast variant i
     python deploy/render.py --set window=5m --set min_impressions=200 --out /tmp/rules
     python deploy/render.py --list                   # every parameter with its default
 
-or from Python (the file is not part of a package; load it by path)::
+or from Python (the file is not part of a package: load it by path with
+``importlib.util.spec_from_file_location`` as ``tests/unit/deploy/test_deploy.py`` does, and
+register it in ``sys.modules`` before executing it)::
 
-    render = load_module("deploy/render.py")
-    render.write(render.Params.fast(window="1m"), rules_dir=tmp_path)
+    render.write(render.Params.fast(window="1m", interval="5s"), rules_dir=tmp_path)
 
 Template syntax: ``${name}`` is replaced by the parameter's value, ``$$`` by ``$`` and lines
 starting with ``##`` are template-only comments. Go template text such as ``{{ $labels.account }}``
@@ -33,8 +34,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -155,15 +156,13 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-PRESETS = {"default": Params, "fast": Params.fast}
+PRESETS: dict[str, Callable[..., Params]] = {"default": Params, "fast": Params.fast}
 
 
 def render_text(template: str, params: Params) -> str:
     """Fill a template: drop ``##`` lines, replace ``${name}`` and ``$$``."""
     values = params.values()
-    kept = "".join(
-        line for line in template.splitlines(keepends=True) if not line.startswith("##")
-    )
+    kept = "".join(line for line in template.splitlines(keepends=True) if not line.startswith("##"))
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -289,13 +288,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override one parameter (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one parameter (repeatable)",
+    )
     parser.add_argument("--out", type=Path, help="rules directory (default: the committed one)")
-    parser.add_argument("--k8s", type=Path,
-                        help="PrometheusRule file (default: the committed one, unless --out)")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if a file differs from the rendering")
+    parser.add_argument(
+        "--k8s", type=Path, help="PrometheusRule file (default: the committed one, unless --out)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if a file differs from the rendering",
+    )
     parser.add_argument("--list", action="store_true", help="print the parameters and exit")
     args = parser.parse_args(argv)
 
@@ -304,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{f.name:24} {_format(f.default):18} {f.metadata['help']}")
         return 0
     try:
-        params = replace(PRESETS[args.preset](), **_parse_set(args.set))
+        params = PRESETS[args.preset](**_parse_set(args.set))
     except ValueError as exc:
         print(f"render.py: {exc}", file=sys.stderr)
         return 2

@@ -65,6 +65,15 @@ async def ensure_topics(settings: Settings) -> None:
                        f"{type(exc).__name__}: {exc}") from None
     try:
         existing = set(await admin.list_topics())
+        if settings.input_topic in existing:
+            described = await admin.describe_topics([settings.input_topic])
+            n = len(described[0].get("partitions", [])) if described else 0
+            if n and n != settings.topic_partitions:
+                # The state table is co-partitioned with the input: a mismatch would misroute it.
+                raise CliError(
+                    f"topic {settings.input_topic} has {n} partitions but "
+                    f"SOCIALPULSE_TOPIC_PARTITIONS={settings.topic_partitions}; make them equal"
+                )
         wanted = [
             NewTopic(name, settings.topic_partitions, settings.topic_replication)
             for name in (settings.input_topic, settings.dlq_topic)

@@ -42,7 +42,8 @@ class KpiCollector(Collector):
 
 
 def refresh_health(
-    health: Health, engine: Engine, wall_ms: int, highwaters: dict[int, int | None]
+    health: Health, engine: Engine, wall_ms: int, highwaters: dict[int, int | None],
+    unflushed: int,
 ) -> None:
     """Scrape-time gauges: computed once per scrape instead of once per event."""
     newest = engine.newest_event_ms()
@@ -55,5 +56,6 @@ def refresh_health(
         if hw is not None and ps is not None:
             lag += max(0, hw - (ps.last_offset + 1))
     health.consumer_lag.set(lag)
+    health.unflushed.set(unflushed)
     health.partitions.set(len(engine.partitions))
     health.accounts.set(len([a for a in engine.accounts() if a != OTHER_ACCOUNT]))

@@ -62,7 +62,8 @@ __all__ = [
 ]
 
 # The newest release that resolves from Maven Central and that aiokafka 0.14 and
-# faust-streaming 0.15.3 were checked against (produce, group consume, transactions).
+# faust-streaming 0.15.3 were checked against (produce, group consume, transactions, faust
+# exactly_once). 4.1.1 and 3.9.1 pass the same checks, should a caller need an older broker.
 DEFAULT_VERSION = "4.4.0"
 
 # Kafka's own poms leave the logging backend to the binary distribution, so without these the
@@ -210,6 +211,8 @@ def resolve_classpath(version: str, cache_dir: Path, *, timeout: float = 900) ->
             mvn,
             "-q",
             "-B",
+            # -B alone still leaves ANSI colour codes in the output we put into exceptions.
+            "-Dstyle.color=never",
             "-f",
             str(pom),
             "dependency:copy-dependencies",
@@ -433,7 +436,8 @@ def _is_alive(pid: int, data_dir: Path) -> bool:
     try:
         stat = (proc / "stat").read_text(encoding="ascii", errors="replace")
         # Field 3 (after the parenthesised command name) is the state; Z is an exited process
-        # that nobody has reaped yet, which kill(pid, 0) still reports as present.
+        # that nobody has reaped yet, which kill(pid, 0) still reports as present. A broker whose
+        # starter has exited belongs to init, and a container's init may never reap it.
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
         cmdline = (proc / "cmdline").read_bytes()
@@ -573,6 +577,23 @@ def _answers_metadata(bootstrap: str, timeout: float) -> bool:
             return False
 
 
+def _first_errors(text: str, limit: int = 12) -> str:
+    # A broker that fails to start logs the cause once and then pages of orderly shutdown, so the
+    # tail alone often hides the reason; the first ERROR and "Caused by" lines rarely do.
+    hits = [
+        line
+        for line in text.splitlines()
+        if "] ERROR " in line or "] FATAL " in line or line.startswith("Caused by:")
+    ]
+    return "\n".join(hits[:limit])
+
+
+def _failure_report(log_file: Path, offset: int) -> str:
+    errors = _first_errors(_log_since(log_file, offset))
+    head = f"first errors:\n{errors}\n" if errors else ""
+    return f"{head}last lines of {log_file}:\n{_tail(log_file)}"
+
+
 def _log_since(path: Path, offset: int) -> str:
     try:
         with path.open("rb") as handle:
@@ -682,8 +703,8 @@ def start(
             _CHILDREN.pop(proc.pid, None)
             _clear_state(data_dir)
             raise RuntimeError(
-                f"Kafka {version} exited with code {proc.returncode} while starting; "
-                f"last lines of {log_file}:\n{_tail(log_file)}"
+                f"Kafka {version} exited with code {proc.returncode} while starting;\n"
+                + _failure_report(log_file, offset)
             )
         started = started or _STARTED_LINE in _log_since(log_file, offset)
         if started and is_reachable(bootstrap, 1.0):
@@ -693,7 +714,7 @@ def start(
         if time.monotonic() > deadline:
             kill(data_dir)
             raise RuntimeError(
-                f"Kafka {version} did not become ready on {bootstrap} within {wait_seconds:.0f}s;"
-                f" last lines of {log_file}:\n{_tail(log_file)}"
+                f"Kafka {version} did not become ready on {bootstrap} within {wait_seconds:.0f}s;\n"
+                + _failure_report(log_file, offset)
             )
         time.sleep(0.2)

@@ -180,6 +180,11 @@ class Health:
             "socialpulse_consumer_lag_records",
             "Records in owned input partitions not yet processed.", registry=registry,
         )
+        self.unflushed = Gauge(
+            "socialpulse_unflushed_records",
+            "Records applied in memory whose state is not yet in the changelog (not yet acked).",
+            registry=registry,
+        )
         self.partitions = Gauge(
             "socialpulse_assigned_partitions", "Input partitions owned by this worker.",
             registry=registry,

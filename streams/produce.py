@@ -40,6 +40,15 @@ from aiokafka.errors import (
 from streams.settings import Settings
 from streams.simulate import Simulator
 
+__all__ = [
+    "KafkaUnavailable",
+    "ProduceSummary",
+    "Record",
+    "produce_events",
+    "read_jsonl",
+    "simulate_live",
+]
+
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any] | bytes
@@ -90,16 +99,17 @@ async def produce_events(
     rate: float | None = None,
     progress: Callable[[int], None] | None = None,
     connect_timeout_s: float = 10.0,
-    request_timeout_ms: int = 15_000,
+    ack_timeout_s: float = 30.0,
     chunk_size: int | None = None,
 ) -> ProduceSummary:
     """Send ``records`` to ``topic`` (default: the input topic) and wait for every acknowledgement.
 
     ``rate`` limits the sending to that many records per second (paced a chunk at a time);
     ``progress`` is called with the number of acknowledged records after each chunk. Raises
-    ``KafkaUnavailable`` when the broker cannot be reached within ``connect_timeout_s`` or stops
-    answering mid-run. On cancellation the records already handed to the producer are flushed
-    before ``CancelledError`` propagates.
+    ``KafkaUnavailable`` when the broker cannot be reached within ``connect_timeout_s``, or
+    acknowledges nothing for ``ack_timeout_s`` mid-run. On cancellation the records already handed
+    to the producer are flushed (for at most ``ack_timeout_s``) before ``CancelledError``
+    propagates.
     """
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be a positive number: {rate}")
@@ -107,8 +117,10 @@ async def produce_events(
     if chunk_size is None:
         chunk_size = DEFAULT_CHUNK if rate is None else max(1, min(DEFAULT_CHUNK,
                                                                    int(rate * PACE_STEP_S)))
-    producer = await _start_producer(settings, topic, connect_timeout_s, request_timeout_ms)
-    run = _Run(producer, topic, settings.kafka_bootstrap_servers, rate, progress, chunk_size)
+    producer = await _start_producer(settings, topic, connect_timeout_s)
+    run = _Run(producer, topic, settings.kafka_bootstrap_servers, rate, progress, chunk_size,
+               ack_timeout_s)
+    failed = False
     try:
         if isinstance(records, AsyncIterable):
             async for rec in records:
@@ -117,20 +129,21 @@ async def produce_events(
             for rec in records:
                 await run.send(rec)
         await run.finish()
+    except asyncio.CancelledError:
+        raise  # a clean stop: the records already sent are flushed below
+    except BaseException:
+        failed = True
+        raise
     finally:
-        # Also on cancellation and errors: hand over what is buffered, but never hang on a broker
-        # that is gone (the accumulator gives up on its batches after the request timeout).
-        try:
-            await asyncio.wait_for(producer.stop(), timeout=request_timeout_ms / 1000 + 5)
-        except (TimeoutError, KafkaError) as exc:
-            log.warning("producer did not flush cleanly: %s", exc)
+        await _stop_producer(producer, 5.0 if failed else ack_timeout_s)
+        run.forget_unsettled()
     summary = run.summary()
     log.info("%s", summary)
     return summary
 
 
 async def _start_producer(
-    settings: Settings, topic: str, connect_timeout_s: float, request_timeout_ms: int
+    settings: Settings, topic: str, connect_timeout_s: float
 ) -> AIOKafkaProducer:
     bootstrap = settings.kafka_bootstrap_servers
     producer = AIOKafkaProducer(
@@ -143,7 +156,9 @@ async def _start_producer(
         # Larger than the default 16 KiB: fewer, fuller produce requests at high rates, and a
         # bad-input oversized record (70 KB) still travels in one batch.
         max_batch_size=256 * 1024,
-        request_timeout_ms=request_timeout_ms,
+        # Bounds the wait for buffer space in send() when the broker stalls. (Delivery itself
+        # is retried forever by an idempotent aiokafka producer: our own ack timeout ends that.)
+        request_timeout_ms=15_000,
     )
     try:
         # aiokafka retries a silent (firewalled) address until its request timeout, 40 s by
@@ -165,6 +180,11 @@ async def _start_producer(
     return producer
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _why(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout_s:g} s"
@@ -179,6 +199,41 @@ def _describe(exc: BaseException | None) -> str:
     if not text:
         return name
     return text if text.startswith(name) else f"{name}: {text}"
+
+
+async def _stop_producer(producer: AIOKafkaProducer, flush_timeout_s: float) -> None:
+    """Flush and close, but never hang on a broker that is gone."""
+    try:
+        # wait_for cancels only the waiting, not the batches: they stay queued if it times out.
+        await asyncio.wait_for(producer.flush(), timeout=flush_timeout_s)
+    except TimeoutError:
+        log.warning("Kafka did not acknowledge the last records within %g s; giving them up",
+                    flush_timeout_s)
+        await _abandon(producer)
+        return
+    try:
+        await asyncio.wait_for(producer.stop(), timeout=5.0)  # nothing is left to flush
+    except (TimeoutError, KafkaError) as exc:
+        log.warning("producer did not close cleanly: %s", _describe(exc))
+
+
+async def _abandon(producer: AIOKafkaProducer) -> None:
+    """Close a producer whose batches cannot be delivered, without waiting for them.
+
+    An idempotent aiokafka producer retries a batch forever and its stop() waits for every batch,
+    so stop() would hang. There is no public call for giving up: stop the sender task and close
+    the connections, as stop() does after its flush. The undelivered records' futures then stay
+    pending (and are garbage-collected silently); their records count as not sent.
+    """
+    producer._closed = True  # as stop() would set; also keeps __del__ from warning "unclosed"
+    sender_task = producer._sender.sender_task
+    if sender_task is not None and not sender_task.done():
+        sender_task.cancel()
+        await asyncio.wait({sender_task}, timeout=5.0)
+    try:
+        await asyncio.wait_for(producer.client.close(), timeout=5.0)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        log.debug("closing the abandoned producer's connections: %s", exc)
 
 
 async def _quiet_stop(producer: AIOKafkaProducer) -> None:
@@ -199,8 +254,10 @@ class _Run:
         rate: float | None,
         progress: Callable[[int], None] | None,
         chunk_size: int,
+        ack_timeout_s: float,
     ) -> None:
         self.producer = producer
+        self.ack_timeout_s = ack_timeout_s
         self.topic = topic
         self.bootstrap = bootstrap
         self.rate = rate
@@ -270,11 +327,19 @@ class _Run:
             self.pace_origin += -delay - PACE_MAX_CREDIT_S
 
     async def _settle(self, futures: list[asyncio.Future[Any]], sizes: list[int]) -> None:
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        # asyncio.wait, not wait_for(gather): a timeout must not cancel the records' futures.
+        _, pending = await asyncio.wait(futures, timeout=self.ack_timeout_s)
+        if pending:
+            self.in_flight.appendleft((futures, sizes))  # still ours to clean up
+            raise KafkaUnavailable(
+                f"Kafka at {self.bootstrap} acknowledged nothing for {self.ack_timeout_s:g} s "
+                f"(after {self.sent} records)"
+            )
         failed = 0
         first: BaseException | None = None
-        for result, size in zip(results, sizes, strict=True):
-            if isinstance(result, BaseException):
+        for fut, size in zip(futures, sizes, strict=True):
+            result = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+            if result is not None:
                 failed += 1
                 if first is None:
                     first = result
@@ -283,7 +348,7 @@ class _Run:
                 self.sent += 1
                 self.bytes_sent += size
         self.finished = self.loop.time()
-        if failed == len(results) and isinstance(first, _CONNECTION_ERRORS):
+        if failed == len(futures) and isinstance(first, _CONNECTION_ERRORS):
             # A whole chunk lost to timeouts: the broker is gone, not a record bad.
             raise KafkaUnavailable(
                 f"Kafka at {self.bootstrap} stopped acknowledging records after {self.sent}: "
@@ -298,6 +363,16 @@ class _Run:
             self.futures, self.sizes = [], []
         while self.in_flight:
             await self._settle(*self.in_flight.popleft())
+
+    def forget_unsettled(self) -> None:
+        """After a failure or cancellation: mark the records' outcomes as seen, so that asyncio
+        does not log "exception was never retrieved" for each of them."""
+        chunks = [*self.in_flight, (self.futures, self.sizes)]
+        self.in_flight.clear()
+        self.futures, self.sizes = [], []
+        for futures, _ in chunks:
+            for fut in futures:
+                fut.add_done_callback(_retrieve)
 
     def _error(self, message: str) -> None:
         self.errors += 1

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
 
     # --- Embedded local broker (used when the bootstrap address is loopback and silent) ---
     kafka_embedded: bool = True
-    kafka_version: str = "4.1.1"
+    kafka_version: str = "4.4.0"
     kafka_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "socialpulse")
     kafka_heap: str = "512m"
     kafka_data_dir: Path = Path("var/kafka")

@@ -106,6 +106,17 @@ _TEN_YEARS_MS = 10 * 365 * _MS_PER_DAY
 # Heap entry kinds: a reply, the periodic ticks, and the records a tick expands into.
 _REPLY, _FOLLOWERS_TICK, _SPEND_TICK, _FOLLOWERS, _SPEND = range(5)
 
+__all__ = [
+    "DEFAULT_ACCOUNTS",
+    "DEFAULT_MIX",
+    "DEFAULT_PLATFORMS",
+    "ENGAGEMENT_TYPES",
+    "SCENARIOS",
+    "Scenario",
+    "SimulationConfig",
+    "Simulator",
+]
+
 T = TypeVar("T")
 
 
@@ -248,7 +259,9 @@ class Simulator:
         sizes += [min(0.5, 0.05 * rng.paretovariate(1.3)) for _ in range(cfg.extra_accounts)]
         total_size = sum(sizes)
         self._account_share = [s / total_size for s in sizes]
-        self._account_table = _table(list(enumerate(sizes)), _SMALL_TABLE_SIZE)
+        # Enough slots that even the smallest of thousands of generated accounts gets some.
+        self._account_slots = max(_SMALL_TABLE_SIZE, 64 * len(sizes))
+        self._account_table = _table(list(enumerate(sizes)), self._account_slots)
         self._platform_table = _table(
             [(pi, _PLATFORM_TRAFFIC.get(p, 0.15)) for pi, p in enumerate(self.platforms)],
             _SMALL_TABLE_SIZE,
@@ -360,7 +373,9 @@ class Simulator:
         self._call_start = float(start_ms)
         if not self._started:
             self._start(start_ms)
-        if self._next_arrival is None or start_ms != int(self._now):
+        # Within a millisecond of where the last call stopped counts as a continuation: a
+        # duration's end is a float and may fall a hair before or after the integer start.
+        if self._next_arrival is None or abs(start_ms - self._now) >= 1.0:
             self._now = float(start_ms)
             self._next_arrival = start_ms + self._gap(float(start_ms))
         heap = self._heap
@@ -430,10 +445,10 @@ class Simulator:
         """One randomly arriving record at event time ``t``, or None if the scenario drops it."""
         rnd = self._random
         handler, engaging = self._type_table[int(rnd() * _TYPE_TABLE_SIZE)]
-        ai = self._account_table[int(rnd() * _SMALL_TABLE_SIZE)]
+        ai = self._account_table[int(rnd() * self._account_slots)]
         if t >= self._scenario_from:
             # The dropped engagement still took its slot in time, so the target's impressions
-            # (and everyone else's traffic) are exactly as in the normal scenario.
+            # (and everyone else's traffic) keep the rate they have in the normal scenario.
             if (self._engagement_drop and engaging and ai == self._target_ai
                     and rnd() >= 0.1):
                 return None
@@ -453,11 +468,14 @@ class Simulator:
         if kind == _REPLY:
             self._pending_replies -= 1
             ai, pi, post_id, in_reply_to, resolved = payload
-            return {
+            reply: dict[str, Any] = {
                 "event_id": self._next_id(), "type": "reply", "ts": self._ts(due),
                 "account": self.accounts[ai], "platform": self.platforms[pi],
-                "post_id": post_id, "in_reply_to": in_reply_to, "resolved": resolved,
+                "in_reply_to": in_reply_to, "resolved": resolved,
             }
+            if post_id is not None:  # answers to mentions are not on one of our posts
+                reply["post_id"] = post_id
+            return reply
         # A tick expands into one scheduled record per account and platform (or campaign), all at
         # the tick's time; the next tick is never scheduled before the current call's start, so
         # a jump forward in start_ms does not replay every missed tick.

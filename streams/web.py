@@ -16,7 +16,7 @@ from streams.app import app, health, registry, settings
 from streams.engine import wall_ms
 from streams.exporter import KpiCollector, refresh_health
 from streams.metrics import ALL_KPIS
-from streams.tables import engine
+from streams.tables import engine, flusher
 from streams.topics import interactions
 from streams.views import compute
 
@@ -39,8 +39,9 @@ def _highwaters() -> dict[int, int | None]:
 
 @app.page("/metrics")
 async def metrics(view: web.View, request: web.Request) -> web.Response:
-    refresh_health(health, engine, wall_ms(), _highwaters())
-    return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending)
+    # aiohttp refuses a charset inside content_type=, so the exact header goes in as a header.
+    return view.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @app.page("/kpis")
