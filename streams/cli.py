@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from streams.settings import Settings, load
@@ -217,11 +216,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
               f"  kpis:    {base}/kpis?account=acme&window=5m\n"
               f"simulating {args.rate:g} events/s ({args.scenario}); Ctrl-C stops everything",
               flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(simulate_live(settings, _simulator(args), rate=args.rate,
                                       duration_s=args.duration))
-        except KeyboardInterrupt:
-            pass
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)

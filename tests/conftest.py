@@ -146,7 +146,9 @@ def workers(worker_env: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerP
         w.kill()
 
 
-def new_worker(env: dict[str, str], tmp_path: Path, name: str = "w1", **overrides: str) -> WorkerProc:
+def new_worker(
+    env: dict[str, str], tmp_path: Path, name: str = "w1", **overrides: str
+) -> WorkerProc:
     e = {**env, **overrides}
     w = WorkerProc(env=e, log=tmp_path / f"{name}.log")
     w.port = int(e["SOCIALPULSE_WEB_PORT"])

@@ -1,4 +1,4 @@
-"""Test input with every hard case: simulated traffic plus duplicates, disorder, late and bad records.
+"""Test input with every hard case: simulated traffic, duplicates, disorder, late and bad records.
 
 Used by the unit oracle test (engine in-process) and by the integration test (real Kafka), so both
 check the same kinds of input.

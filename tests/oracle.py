@@ -87,9 +87,9 @@ def run(
             applied.append(Applied(ev, p, st))
         stream_time[p] = st
     now = max(stream_time.values(), default=-1)
-    o = _Oracle(settings, wall_ms)
-    _kpis(o, applied, stream_time, now)
-    return OracleResult(dict(o.series), dict(rejected), late, dups, len(applied), now)
+    result = _Oracle(settings, wall_ms)
+    _kpis(result, applied, stream_time, now)
+    return OracleResult(dict(result.series), dict(rejected), late, dups, len(applied), now)
 
 
 def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: int) -> None:

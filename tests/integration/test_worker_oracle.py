@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import orjson
@@ -40,7 +40,7 @@ def _settings(env: dict[str, str]) -> Settings:
 def _scrape(w: WorkerProc) -> tuple[dict[str, dict[tuple[str, ...], float]], dict[str, float]]:
     """KPI series as {name: {labels: value}} and health samples as {sample name: total}."""
     kpis: dict[str, dict[tuple[str, ...], float]] = {}
-    health: dict[str, float] = Counter()
+    health: defaultdict[str, float] = defaultdict(float)
     for fam in text_string_to_metric_families(w.metrics()):
         for s in fam.samples:
             if s.name.startswith("social_"):
@@ -74,8 +74,10 @@ def _wait_caught_up(w: WorkerProc, produced: int, timeout: float = 120.0) -> Non
     raise AssertionError(f"worker did not catch up with {produced} records:\n{w.tail()}")
 
 
-async def _read_topic(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int, bytes | None, bytes,
-                                                                 dict[str, bytes]]]:
+Record = tuple[int, int, bytes | None, bytes, dict[str, bytes]]
+
+
+async def _read_topic(bootstrap: str, topic: str, partitions: int) -> list[Record]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -86,7 +88,7 @@ async def _read_topic(bootstrap: str, topic: str, partitions: int) -> list[tuple
         ends = await consumer.end_offsets(parts)
         starts = await consumer.beginning_offsets(parts)
         want = sum(ends[tp] - starts[tp] for tp in parts)
-        out: list[tuple[int, int, bytes | None, bytes, dict[str, bytes]]] = []
+        out: list[Record] = []
         deadline = time.monotonic() + 60
         while len(out) < want and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=1000)

@@ -43,7 +43,9 @@ def records() -> list[tuple[int, int, bytes | None, bytes]]:
     return _partitioned(eventset.build(start_ms=start, count=6_000, late_ms=40 * 60_000))
 
 
-def _oracle(records: list[tuple[int, int, bytes | None, bytes]], s: Settings, wall: int):
+def _oracle(
+    records: list[tuple[int, int, bytes | None, bytes]], s: Settings, wall: int
+) -> oracle.OracleResult:
     return oracle.run(((p, o, v) for p, o, _k, v in records), s, wall)
 
 
