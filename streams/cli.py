@@ -201,7 +201,6 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The demo: local Kafka (if needed), one worker, the simulator; Ctrl-C stops all of it."""
     from streams import kafka_local
-    from streams.produce import simulate_live
 
     started_kafka = start_local_kafka(settings)
     worker: subprocess.Popen[bytes] | None = None
@@ -217,8 +216,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
               f"simulating {args.rate:g} events/s ({args.scenario}); Ctrl-C stops everything",
               flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(simulate_live(settings, _simulator(args), rate=args.rate,
-                                      duration_s=args.duration))
+            asyncio.run(_simulate_while_alive(settings, args, worker))
+        if worker.poll() not in (None, 0):
+            raise CliError(f"the worker exited with code {worker.returncode}; see its log above")
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
@@ -230,6 +230,27 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             kafka_local.stop(settings.kafka_data_dir)
             print("stopped local Kafka")
     return 0
+
+
+async def _simulate_while_alive(
+    settings: Settings, args: argparse.Namespace, worker: subprocess.Popen[bytes]
+) -> None:
+    """Run the simulator until its duration ends, Ctrl-C, or the worker dies (then stop too)."""
+    from streams.produce import simulate_live
+
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while worker.poll() is None:
+            await asyncio.sleep(0.5)
+        stop.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await simulate_live(settings, _simulator(args), rate=args.rate,
+                            duration_s=args.duration, stop=stop)
+    finally:
+        watcher.cancel()
 
 
 def build_parser() -> argparse.ArgumentParser:
