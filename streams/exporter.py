@@ -13,9 +13,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from streams.engine import Engine
-from streams.metrics import ALL_KPIS, OTHER_ACCOUNT, Health
+from streams.metrics import ALL_KPIS, OTHER_ACCOUNT, SUMMARY_PARTS, Health, KpiMetric
 from streams.settings import Settings
-from streams.views import compute
+from streams.views import SeriesMap, compute
 
 
 class KpiCollector(Collector):
@@ -35,10 +35,22 @@ class KpiCollector(Collector):
             rows = series.get(m.name)
             if not rows:
                 continue
+            if m.kind == "summary":
+                yield _summary(m, series)
+                continue
             fam = GaugeMetricFamily(m.name, m.help, labels=m.labels)
             for labels, value in rows:
                 fam.add_metric(labels, value)
             yield fam
+
+
+def _summary(m: KpiMetric, series: SeriesMap) -> Metric:
+    fam = Metric(m.name, m.help, "summary")
+    for name in (m.name, *(m.name + part for part in SUMMARY_PARTS)):
+        names = m.labels if name == m.name else tuple(x for x in m.labels if x != "quantile")
+        for labels, value in series.get(name, ()):
+            fam.add_sample(name, dict(zip(names, labels, strict=True)), value)
+    return fam
 
 
 def refresh_health(

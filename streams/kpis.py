@@ -136,9 +136,11 @@ def window_rows(
         _put(rows, "cost_per_lead", ratio(spend, leads), (cur,))
         _put(rows, "roi_ratio", ratio(agg.revenue.get(cur, 0.0) - spend, spend), (cur,))
     # Care and satisfaction
-    if response is not None:
+    if response is not None and response.count:
         for q in RESPONSE_QUANTILES:
             _put(rows, "response_time_seconds", response.quantile(q), (str(q),))
+        _put(rows, "response_time_seconds_count", response.count)
+        _put(rows, "response_time_seconds_sum", response.total)
     _put(rows, "replies", c[REPLIES])
     _put(rows, "needs_response", c[NEEDS_RESPONSE])
     _put(rows, "response_ratio", ratio(answered, c[NEEDS_RESPONSE]))

@@ -23,6 +23,9 @@ class KpiMetric:
     help: str
     scope: Scope = "window"
     extra: tuple[str, ...] = ()
+    # "summary": quantile samples plus <name>_count and <name>_sum (promtool rejects a gauge
+    # with a quantile label).
+    kind: Literal["gauge", "summary"] = "gauge"
 
     @property
     def name(self) -> str:
@@ -115,10 +118,28 @@ _K: list[tuple[str, str, tuple[str, ...]]] = [
     ("roi_ratio", "Campaign (revenue - spend) / spend, per currency.", ("currency",)),
 ]
 
-WINDOW_KPIS: tuple[KpiMetric, ...] = tuple(KpiMetric(k, h, "window", e) for k, h, e in _W)
+WINDOW_KPIS: tuple[KpiMetric, ...] = tuple(
+    KpiMetric(k, h, "window", e, "summary" if "quantile" in e else "gauge") for k, h, e in _W
+)
 CURRENT_KPIS: tuple[KpiMetric, ...] = tuple(KpiMetric(k, h, "current", e) for k, h, e in _C)
 CAMPAIGN_KPIS: tuple[KpiMetric, ...] = tuple(KpiMetric(k, h, "campaign", e) for k, h, e in _K)
 ALL_KPIS: tuple[KpiMetric, ...] = WINDOW_KPIS + CURRENT_KPIS + CAMPAIGN_KPIS
+SUMMARY_PARTS: tuple[str, ...] = ("_count", "_sum")
+
+
+def sample_metrics() -> dict[str, KpiMetric]:
+    """Every sample name a KPI family produces, mapped to a KpiMetric describing its labels.
+
+    A summary's ``_count`` and ``_sum`` samples carry the family's labels without ``quantile``.
+    """
+    out: dict[str, KpiMetric] = {}
+    for m in ALL_KPIS:
+        out[m.name] = m
+        if m.kind == "summary":
+            base = tuple(x for x in m.extra if x != "quantile")
+            for part in SUMMARY_PARTS:
+                out[m.name + part] = KpiMetric(m.key + part, m.help, m.scope, base)
+    return out
 
 RESPONSE_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 OTHER_ACCOUNT = "_other"

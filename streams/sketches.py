@@ -77,6 +77,11 @@ class Quantiles:
     def count(self) -> float:
         return float(self._sk.count)
 
+    @property
+    def total(self) -> float:
+        """The exact sum of the values added (DDSketch tracks it outside the bins)."""
+        return float(self._sk.sum)
+
     def quantile(self, q: float) -> float | None:
         if self._sk.count == 0:
             return None

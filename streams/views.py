@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 
 from streams.engine import Engine
 from streams.kpis import Row, campaign_rows, clv_rows, window_rows
-from streams.metrics import ALL_PLATFORMS, CAMPAIGN_KPIS, CURRENT_KPIS, OTHER_ACCOUNT, WINDOW_KPIS
+from streams.metrics import (
+    ALL_PLATFORMS,
+    CAMPAIGN_KPIS,
+    CURRENT_KPIS,
+    OTHER_ACCOUNT,
+    sample_metrics,
+)
 from streams.settings import Settings
 from streams.sketches import Hll, Quantiles
 from streams.state import MENTIONS, CampaignAgg, PlatformAgg, merged
@@ -19,7 +25,7 @@ from streams.state import MENTIONS, CampaignAgg, PlatformAgg, merged
 LabelValues = tuple[str, ...]
 SeriesMap = dict[str, list[tuple[LabelValues, float]]]
 
-_WINDOW_NAMES = {m.key: m.name for m in WINDOW_KPIS}
+_WINDOW_NAMES = {m.key: m.name for m in sample_metrics().values() if m.scope == "window"}
 _CURRENT_NAMES = {m.key: m.name for m in CURRENT_KPIS}
 _CAMPAIGN_NAMES = {m.key: m.name for m in CAMPAIGN_KPIS}
 

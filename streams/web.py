@@ -15,13 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.app import app, health, registry, settings
 from streams.engine import wall_ms
 from streams.exporter import KpiCollector, refresh_health
-from streams.metrics import ALL_KPIS
+from streams.metrics import sample_metrics
 from streams.tables import engine, flusher
 from streams.topics import interactions
 from streams.views import compute
 
 registry.register(KpiCollector(engine, settings))
-_BY_NAME = {m.name: m for m in ALL_KPIS}
+_BY_NAME = sample_metrics()
 
 
 def _highwaters() -> dict[int, int | None]:

@@ -293,6 +293,8 @@ def _window(
         srt = sorted(rt)
         for q in (0.5, 0.9, 0.99):
             put("social_response_time_seconds", (*base, str(q)), srt[int(q * (len(srt) - 1))])
+        put("social_response_time_seconds_count", base, len(srt))
+        put("social_response_time_seconds_sum", base, sum(srt))
     need = sum(1 for e in evs if e.type in ("comment", "mention") and e.needs_response)
     put("social_replies", base, _count(evs, "reply"))
     put("social_needs_response", base, need)

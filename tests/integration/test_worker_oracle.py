@@ -9,7 +9,9 @@ from the changelog and the final numbers must still be exact.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+import urllib.error
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.cli import ensure_topics
-from streams.metrics import ALL_KPIS
+from streams.metrics import sample_metrics
 from streams.produce import produce_events
 from streams.settings import Settings
 from tests import eventset, oracle
@@ -28,7 +30,7 @@ from tests.conftest import Broker, WorkerProc, new_worker
 pytestmark = pytest.mark.integration
 
 COUNT = 6_000
-LABELS = {m.name: m.labels for m in ALL_KPIS}
+LABELS = {name: m.labels for name, m in sample_metrics().items()}
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -150,6 +152,22 @@ def test_worker_matches_oracle(
     workers.append(w)
     w.wait_ready()
     _check(w, worker_env, kafka, len(records), one_process=True)
+    exposition = w.metrics()
+    lint = subprocess.run(["promtool", "check", "metrics"], input=exposition.encode(),
+                          capture_output=True, timeout=60)
+    assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+    # /kpis answers with the same numbers as /metrics.
+    kpis, _ = _scrape(w)
+    body = orjson.loads(w.get("/kpis?account=acme&window=5m"))
+    assert body["account"] == "acme"
+    engagements = body["windows"]["5m"]["all"]["engagements"]
+    assert engagements == kpis["social_engagements"][("acme", "all", "5m")] > 0
+    assert body["current"]["all"]["pending_responses"] == \
+        kpis["social_pending_responses"][("acme", "all")]
+    assert set(body["windows"]) == {"5m"}
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        w.get("/kpis?account=nobody-here")
+    assert missing.value.code == 404
 
 
 def test_kill_and_restart_stays_exact(
