@@ -172,3 +172,4 @@ state = StateTable(
 )
 app.tables.add(state)
 flusher = Flusher(engine, state)
+app.before_stop.append(flusher.flush)
