@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,7 +21,7 @@ T0 = 1_800_000_000_000
 def _engine() -> tuple[Engine, Settings]:
     s = Settings(clock="event", windows=["5m", "1h"])
     e = Engine(s, now_ms=lambda: T0)
-    recs = [
+    recs: list[dict[str, Any]] = [
         {"type": "impression", "user_id": "u1"},
         {"type": "comment", "needs_response": True, "sentiment": 0.9, "event_id": "c1"},
         {"type": "reply", "in_reply_to": "c1", "ts": T0 + 60_000},
