@@ -8,6 +8,7 @@ serialization needs protobuf, so we serialize its dense bins ourselves (a few li
 
 from __future__ import annotations
 
+from base64 import b64decode, b64encode
 from typing import Any
 
 import datasketches as ds
@@ -41,6 +42,14 @@ class Hll:
     @classmethod
     def from_bytes(cls, data: bytes) -> Hll:
         return cls(ds.hll_sketch.deserialize(data))
+
+    def to_b64(self) -> str:
+        """For JSON records: base64 is a third larger than the bytes, hex would be double."""
+        return b64encode(self._sk.serialize_compact()).decode("ascii")
+
+    @classmethod
+    def from_b64(cls, text: str) -> Hll:
+        return cls(ds.hll_sketch.deserialize(b64decode(text)))
 
     @staticmethod
     def union_estimate(sketches: list[Hll]) -> float:

@@ -76,8 +76,8 @@ class PlatformAgg:
     def to_obj(self) -> list[Any]:
         return [
             self.c, self.goals, self.revenue, self.orders_cur, self.spend,
-            self.reach.to_bytes().hex() if self.reach else None,
-            self.visitors.to_bytes().hex() if self.visitors else None,
+            self.reach.to_b64() if self.reach else None,
+            self.visitors.to_b64() if self.visitors else None,
             self.response.to_obj() if self.response and self.response.count else None,
         ]
 
@@ -86,9 +86,9 @@ class PlatformAgg:
         a = cls()
         a.c, a.goals, a.revenue, a.orders_cur, a.spend = obj[0], obj[1], obj[2], obj[3], obj[4]
         if obj[5]:
-            a.reach = Hll.from_bytes(bytes.fromhex(obj[5]))
+            a.reach = Hll.from_b64(obj[5])
         if obj[6]:
-            a.visitors = Hll.from_bytes(bytes.fromhex(obj[6]))
+            a.visitors = Hll.from_b64(obj[6])
         if obj[7]:
             a.response = Quantiles.from_obj(obj[7])
         return a
@@ -252,7 +252,7 @@ class Core:
                 "a": self.applied,
                 "f": {p: [f.snap_ts, f.snap_count, list(f.deltas.items())]
                       for p, f in self.followers.items()},
-                "v": {p: {cur: [rv[0], rv[1].to_bytes().hex()] for cur, rv in per.items()}
+                "v": {p: {cur: [rv[0], rv[1].to_b64()] for cur, rv in per.items()}
                       for p, per in self.clv.items()},
                 "m": {i: [m.ts, m.platform, m.needs_response, m.answered, m.resolved]
                       for i, m in self.messages.items()},
@@ -273,7 +273,7 @@ class Core:
             f = Followers()
             f.snap_ts, f.snap_count, f.deltas = ts, count, {int(t): d for t, d in deltas}
             c.followers[p] = f
-        c.clv = {p: {cur: [rv[0], Hll.from_bytes(bytes.fromhex(rv[1]))] for cur, rv in per.items()}
+        c.clv = {p: {cur: [rv[0], Hll.from_b64(rv[1])] for cur, rv in per.items()}
                  for p, per in obj["v"].items()}
         for i, (ts, platform, needs, answered, resolved) in obj["m"].items():
             c.messages[i] = Message(ts, platform, needs, answered, resolved)

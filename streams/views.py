@@ -178,6 +178,7 @@ def _current(
                     clv_revenue[p][cur] += revenue
                     clv_customers[p][cur].append(hll)
         base_platforms.update(core.followers)
+        base_platforms.update(core.clv)
     base_platforms.update(pending)
     base_platforms.add(ALL_PLATFORMS)
     for platform in sorted(base_platforms):

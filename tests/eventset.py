@@ -38,9 +38,20 @@ def build(
                    - late_ms, "event_id": rec["event_id"] + "-late"}
         base.append(TestRecord(rec["account"].encode(), orjson.dumps(rec)))
     # Rare types the traffic mix may not draw in a short run: every KPI family must be checked.
-    for i, score in enumerate((10, 9, 7, 3)):
-        extra = {"event_id": f"nps-{seed}-{i}", "type": "survey", "survey": "nps", "score": score,
-                 "ts": start_ms + 1000 * i, "account": "acme", "platform": "web"}
+    rare: list[dict[str, object]] = [
+        *({"type": "survey", "survey": "nps", "score": score} for score in (10, 9, 7, 3)),
+        {"type": "survey", "survey": "csat", "score": 4},
+        {"type": "review", "rating": 5, "user_id": "u-rare"},
+        {"type": "purchase", "amount": 19.5, "currency": "EUR", "user_id": "u-rare",
+         "campaign": "coverage"},
+        {"type": "spend", "amount": 3.0, "currency": "EUR", "campaign": "coverage"},
+        {"type": "click", "campaign": "coverage"},
+        {"type": "impression", "campaign": "coverage", "user_id": "u-rare"},
+        {"type": "visit", "pages": 3, "bounced": False, "duration_seconds": 42.0},
+    ]
+    for i, fields in enumerate(rare):
+        extra = {"event_id": f"rare-{seed}-{i}", "ts": start_ms + 1000 * i, "account": "acme",
+                 "platform": "web", **fields}
         base.append(TestRecord(b"acme", orjson.dumps(extra)))
     # out of order: shuffle inside small blocks, so event time goes back and forth
     out: list[TestRecord] = []
