@@ -58,7 +58,8 @@ def emit_report(records: int, t_first: float, t_last: float, cpu_first: float,
     """Print the one result line a child pipeline owes its parent (then the child may exit)."""
     body = {"records": records, "t_first": t_first, "t_last": t_last, "cpu_first": cpu_first,
             "cpu_last": cpu_last, "extra": extra or {}}
-    print(RESULT_PREFIX + json.dumps(body), flush=True)
+    # Straight to fd 1: faust redirects sys.stdout into its logger.
+    os.write(1, f"\n{RESULT_PREFIX}{json.dumps(body)}\n".encode())
 
 
 def reap(proc: subprocess.Popen[bytes], timeout: float) -> Usage | None:

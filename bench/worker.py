@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from bench.kafka import free_port
-from bench.procs import ROOT, Usage, terminate, tail
+from bench.procs import ROOT, Usage, tail, terminate
 
 HEALTH_KEYS = (
     "socialpulse_records_consumed_total",

@@ -96,7 +96,13 @@ def preload_records(
 ) -> Iterator[Record]:
     """About ``count`` records whose ``ts`` spreads over the ``span_s`` seconds before now."""
     start = now_ms - int(span_s * 1000)
-    rate = count / span_s / mean_shape(cfg, start, now_ms)
+    # The periodic records (followers snapshots per account and platform, spend per campaign)
+    # come on top of the random arrivals: leave room for them so the stream fills the span.
+    n_accounts = len(cfg.account_names())
+    periodic = (span_s / cfg.followers_interval_s + 1) * n_accounts * len(cfg.platforms)
+    periodic += span_s / cfg.spend_interval_s * n_accounts * cfg.campaigns_per_account
+    random_count = max(count * 0.1, count - periodic)
+    rate = random_count / span_s / mean_shape(cfg, start, now_ms)
     sim = Simulator(cfg)
     for rec in sim.events(start, count=count, duration_s=span_s, rate=rate):
         if isinstance(rec, dict):
@@ -107,17 +113,16 @@ def preload_records(
 class ProbeLog:
     """Probe events sent by ``live_records``: index k (1-based) was sent at ``sent[k - 1]``."""
 
-    def __init__(self, run: str, period_s: float) -> None:
+    def __init__(self, run: str, period_s: float, start_at: float) -> None:
         self.run = run
         self.period_s = period_s
         self.sent: list[float] = []
-        self.next_at = 0.0
-        self.enabled = True
+        self.next_at = start_at  # wall clock (time.time) of the first probe
 
     def due(self, now: float) -> bool:
-        if not self.enabled or now < self.next_at:
+        if now < self.next_at:
             return False
-        self.next_at = (self.next_at + self.period_s) if self.next_at else now + self.period_s
+        self.next_at += self.period_s
         return True
 
     def make(self, wall: float) -> dict[str, Any]:

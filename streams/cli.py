@@ -52,7 +52,7 @@ def require_broker(settings: Settings, timeout: float = 10.0) -> None:
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the input and dead-letter topics if missing (partitions as configured)."""
+    """Create the input, dead-letter and market topics if missing (partitions as configured)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -78,6 +78,10 @@ async def ensure_topics(settings: Settings) -> None:
             for name in (settings.input_topic, settings.dlq_topic)
             if name not in existing
         ]
+        if settings.market_topic not in existing:
+            wanted.append(NewTopic(settings.market_topic, settings.topic_partitions,
+                                   settings.topic_replication,
+                                   topic_configs={"cleanup.policy": "compact"}))
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)

@@ -103,7 +103,7 @@ class PartitionState:
 
     __slots__ = (
         "buckets", "chunk_seq", "chunks", "cores", "dedup", "dirty_buckets", "dirty_cores",
-        "dirty_deleted", "last_offset", "mark", "new_ids", "new_ids_ts",
+        "dirty_deleted", "dirty_markets", "last_offset", "mark", "new_ids", "new_ids_ts",
     )
 
     def __init__(self) -> None:
@@ -118,19 +118,35 @@ class PartitionState:
         self.dirty_buckets: set[BucketKey] = set()
         self.dirty_cores: set[str] = set()
         self.dirty_deleted: list[bytes] = []
+        # (market, resolution, bucket index) whose mention total this partition must republish
+        self.dirty_markets: set[tuple[str, int, int]] = set()
         self.last_offset = -1
 
 
 @dataclass
 class Snapshot:
-    """What a flush must write: ``first`` before ``marks`` (see ``Engine.snapshot``)."""
+    """What a flush must write: ``first`` before ``marks`` (see ``Engine.snapshot``).
+
+    ``markets`` are this worker's per-partition mention totals by market, for the other workers'
+    share of voice (absolute values, so rewriting one is harmless).
+    """
 
     first: list[tuple[int, bytes, bytes | None]]
     marks: list[tuple[int, bytes, bytes | None]]
     offsets: dict[int, int]
+    markets: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.first) + len(self.marks)
+        return len(self.first) + len(self.marks) + len(self.markets)
+
+
+def market_key(p: int, market: str, platform: str, res: int, idx: int) -> bytes:
+    return f"{p}|{market}|{platform}|{res}|{idx}".encode()
+
+
+def parse_market_key(key: bytes) -> tuple[int, str, str, int, int]:
+    p, market, platform, res, idx = key.decode().split("|")
+    return int(p), market, platform, int(res), int(idx)
 
 
 def bucket_key(p: int, k: BucketKey) -> bytes:
@@ -275,6 +291,8 @@ class Engine:
             ps.dirty_buckets.add(k)
             if rule is not None:
                 rule(b.platform(ev.platform), ev)
+            if etype == "mention":
+                ps.dirty_markets.add((self.settings.market_of(account), res, idx))
             if ev.campaign is not None:
                 _campaign_rule(b, ev)
         if core_fresh and etype in _CORE_TYPES:
@@ -416,9 +434,15 @@ class Engine:
         """
         first: list[tuple[int, bytes, bytes | None]] = []
         marks: list[tuple[int, bytes, bytes | None]] = []
+        markets: list[tuple[int, bytes, bytes | None]] = []
         offsets: dict[int, int] = {}
         for p, ps in self.partitions.items():
             self._evict(p, ps)
+            for market, res, idx in ps.dirty_markets:
+                for platform, n in self._market_total(ps, market, res, idx).items():
+                    markets.append((p, market_key(p, market, platform, res, idx),
+                                    str(int(n)).encode()))
+            ps.dirty_markets.clear()
             for k in ps.dirty_buckets:
                 first.append((p, bucket_key(p, k), ps.buckets[k].encode()))
             for account in ps.dirty_cores:
@@ -440,7 +464,29 @@ class Engine:
                 ps.mark.flushed = ps.last_offset
                 marks.append((p, mark_key(p), ps.mark.encode()))
                 offsets[p] = ps.last_offset
-        return Snapshot(first, marks, offsets)
+        return Snapshot(first, marks, offsets, markets)
+
+    def _market_total(
+        self, ps: PartitionState, market: str, res: int, idx: int
+    ) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        market_of = self.settings.market_of
+        for account in ps.cores:
+            if market_of(account) != market:
+                continue
+            b = ps.buckets.get((account, res, idx))
+            if b is None:
+                continue
+            for platform, agg in b.platforms.items():
+                if agg.c[MENTIONS]:
+                    totals[platform] = totals.get(platform, 0) + agg.c[MENTIONS]
+        return totals
+
+    def floors(self, p: int) -> list[int]:
+        """Per resolution, the lowest bucket index partition ``p`` still keeps."""
+        ps = self.partitions.get(p)
+        clock = self.partition_clock(ps) if ps is not None else -1
+        return [clock // w.bucket_ms - (BUCKETS - 1) for w in self.windows]
 
     def restore(self, p: int, items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
         """Rebuild partition ``p`` from its table records (after faust recovered the table)."""

@@ -7,7 +7,7 @@ denominator is simply not emitted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -15,22 +15,26 @@ from prometheus_client.registry import Collector
 from streams.engine import Engine
 from streams.metrics import ALL_KPIS, OTHER_ACCOUNT, SUMMARY_PARTS, Health, KpiMetric
 from streams.settings import Settings
-from streams.views import SeriesMap, compute
+from streams.views import RemoteMentions, SeriesMap, compute
 
 
 class KpiCollector(Collector):
     """Yields ``social_*`` gauge families for the accounts the engine owns right now."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings,
+        remote: Callable[[], RemoteMentions] = tuple,
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.remote = remote
 
     def describe(self) -> list[Metric]:
         # Registering must not run a full compute; families are only known at scrape time.
         return []
 
     def collect(self) -> Iterator[Metric]:
-        series = compute(self.engine, self.settings)
+        series = compute(self.engine, self.settings, remote=self.remote())
         for m in ALL_KPIS:
             rows = series.get(m.name)
             if not rows:

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         """How far behind the clock an event may be and still count (largest window + grace)."""
         return max(w.length_ms for w in self.window_specs) + int(self.grace_seconds * 1000)
 
+    @property
+    def market_topic(self) -> str:
+        """Compacted topic of per-partition mention totals by market (share of voice)."""
+        return f"{self.app_id}-market-mentions"
+
     def market_of(self, account: str) -> str:
         return self.markets.get(account, self.default_market)
 

@@ -21,6 +21,7 @@ from faust.types import TP, EventT
 from schemas.events import Rejected
 from streams.app import app, health, settings
 from streams.engine import Engine, Outcome, Snapshot
+from streams.market import MarketBoard
 from streams.topics import dead_letters, interactions
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,12 @@ class Flusher:
             # Marks only after everything they vouch for is acknowledged by the broker.
             futs = [await producer.send(changelog, mkey, mvalue, p, None, None)
                     for p, mkey, mvalue in item.snapshot.marks]
+            markets = settings.market_topic
+            for p, mkey, mvalue in item.snapshot.markets:
+                futs.append(await producer.send(markets, mkey, mvalue, p, None, None))
+            for p in item.snapshot.offsets:
+                for dead_key in board.expired(p, self.engine.floors(p)):
+                    futs.append(await producer.send(markets, dead_key, None, p, None, None))
             await asyncio.gather(*futs)
             for event in item.events:
                 event.ack()
@@ -122,6 +129,8 @@ class Flusher:
             for item in self._backlog:
                 item.snapshot.first = [r for r in item.snapshot.first if r[0] not in partitions]
                 item.snapshot.marks = [r for r in item.snapshot.marks if r[0] not in partitions]
+                item.snapshot.markets = [r for r in item.snapshot.markets
+                                         if r[0] not in partitions]
                 item.events = [e for e in item.events if e.message.partition not in partitions]
                 item.dead = [d for d in item.dead if d[0] not in partitions]
             self._events = [e for e in self._events if e.message.partition not in partitions]
@@ -159,6 +168,7 @@ def _items_of(data: Any, partition: int) -> Iterable[tuple[bytes, bytes]]:
 
 
 engine = Engine(settings)
+board = MarketBoard(settings, settings.market_topic)
 state = StateTable(
     app,
     name="state",

@@ -7,6 +7,7 @@ Both the Prometheus collector and ``GET /kpis`` call ``compute``; it merges each
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streams.engine import Engine
@@ -91,8 +92,20 @@ def _known_platforms(engine: Engine) -> dict[str, set[str]]:
     return out
 
 
-def compute(engine: Engine, settings: Settings, only_account: str | None = None) -> SeriesMap:
-    """All KPI series of the owned accounts (or of one), labels in ``KpiMetric.labels`` order."""
+RemoteMentions = Iterable[tuple[int, str, str, int, int, float]]
+
+
+def compute(
+    engine: Engine,
+    settings: Settings,
+    only_account: str | None = None,
+    remote: RemoteMentions = (),
+) -> SeriesMap:
+    """All KPI series of the owned accounts (or of one), labels in ``KpiMetric.labels`` order.
+
+    ``remote``: (partition, market, platform, resolution, bucket index, mentions) published by
+    the workers that own the other partitions; share of voice needs every account of a market.
+    """
     now = engine.clock()
     out: SeriesMap = defaultdict(list)
     if now < 0:
@@ -110,6 +123,15 @@ def compute(engine: Engine, settings: Settings, only_account: str | None = None)
         for res, v in enumerate(vs):
             for platform, agg in v.platforms.items():
                 market_mentions[(market, platform, res)] += agg.c[MENTIONS]
+    ranges = [(now // w.bucket_ms - 29, now // w.bucket_ms) for w in engine.windows]
+    owned = engine.partitions.keys()
+    for p, market, platform, res, idx, n in remote:
+        if p in owned or res >= len(ranges):
+            continue
+        lo, hi = ranges[res]
+        if lo <= idx <= hi:
+            market_mentions[(market, platform, res)] += n
+            market_mentions[(market, ALL_PLATFORMS, res)] += n
     sla_ms = settings.response_sla_seconds * 1000
     for account in accounts:
         if only_account is not None and account != only_account:

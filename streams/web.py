@@ -16,11 +16,11 @@ from streams.app import app, health, registry, settings
 from streams.engine import wall_ms
 from streams.exporter import KpiCollector, refresh_health
 from streams.metrics import sample_metrics
-from streams.tables import engine, flusher
+from streams.tables import board, engine, flusher
 from streams.topics import interactions
 from streams.views import compute
 
-registry.register(KpiCollector(engine, settings))
+registry.register(KpiCollector(engine, settings, board.entries))
 _BY_NAME = sample_metrics()
 
 
@@ -58,7 +58,7 @@ async def kpis(view: web.View, request: web.Request) -> web.Response:
             target = f"{owner.rstrip('/')}/kpis?{request.query_string}"
             return view.bytes(b"", status=307, headers={"Location": target})
         return view.json({"error": f"unknown account {account!r}"}, status=404)
-    series = compute(engine, settings, only_account=account)
+    series = compute(engine, settings, only_account=account, remote=board.entries())
     return view.json(_as_json(account, window, series))
 
 

@@ -38,8 +38,11 @@ def build(
                    - late_ms, "event_id": rec["event_id"] + "-late"}
         base.append(TestRecord(rec["account"].encode(), orjson.dumps(rec)))
     # Rare types the traffic mix may not draw in a short run: every KPI family must be checked.
+    nps: list[dict[str, object]] = [
+        {"type": "survey", "survey": "nps", "score": score} for score in (10, 9, 7, 3)
+    ]
     rare: list[dict[str, object]] = [
-        *({"type": "survey", "survey": "nps", "score": score} for score in (10, 9, 7, 3)),
+        *nps,
         {"type": "survey", "survey": "csat", "score": 4},
         {"type": "review", "rating": 5, "user_id": "u-rare"},
         {"type": "purchase", "amount": 19.5, "currency": "EUR", "user_id": "u-rare",

@@ -237,12 +237,12 @@ class Prometheus:
             matchers.append(f'alertstate="{state}"')
         return [s["metric"] for s in self.query("ALERTS{" + ",".join(matchers) + "}")]
 
-    def alerts_seen(self, start: float, end: float | None = None, *, step: float = 1.0,
-                    **matchers: str) -> list[dict[str, Any]]:
-        """Every ``ALERTS`` series (pending or firing) that existed between ``start`` and ``end``,
-        with the first and last time it was seen, read back with a range query."""
+    def alerts_seen(self, start: float, matchers: Mapping[str, str] | None = None,
+                    end: float | None = None, step: float = 1.0) -> list[dict[str, Any]]:
+        """Every ``ALERTS`` series (pending or firing) matching ``matchers`` that existed between
+        ``start`` and ``end``, with the first and last time seen (a range query)."""
         end = time.time() if end is None else end
-        sel = ",".join(f'{k}="{v}"' for k, v in matchers.items())
+        sel = ",".join(f'{k}="{v}"' for k, v in (matchers or {}).items())
         out = []
         for s in self.query_range("ALERTS{" + sel + "}", start, end, step):
             times = [float(t) for t, _ in s["values"]]
@@ -433,6 +433,15 @@ class Dashboard:
         return out
 
 
+def parse_label_values(text: str) -> tuple[str, str]:
+    """``label_values(selector, label)`` -> (selector, label)."""
+    inner = text.strip()
+    assert inner.startswith("label_values(") and inner.endswith(")"), text
+    selector, sep, label = inner[len("label_values("):-1].rpartition(",")
+    assert sep and selector.strip(), f"label_values without a selector: {text}"
+    return selector.strip(), label.strip()
+
+
 def load_dashboards() -> list[Dashboard]:
     return [Dashboard.load(p) for p in sorted(DASHBOARDS.glob("*.json"))]
 
@@ -453,7 +462,7 @@ def grafana_intervals(range_s: float, scrape_interval_s: float,
         "__interval_ms": str(int(math.ceil(interval) * 1000)),
         "__rate_interval": _duration(rate_interval),
         "__range": _duration(range_s),
-        "__range_s": str(int(math.ceil(range_s))),
+        "__range_s": str(math.ceil(range_s)),
         "__range_ms": str(int(math.ceil(range_s) * 1000)),
     }
 

@@ -26,7 +26,7 @@ from streams.metrics import sample_metrics
 from streams.produce import produce_events
 from streams.settings import Settings
 from tests import eventset, oracle
-from tests.conftest import Broker, WorkerProc, new_worker
+from tests.conftest import Broker, WorkerProc, free_port, new_worker
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +58,11 @@ def _scrape(w: WorkerProc) -> tuple[dict[str, dict[tuple[str, ...], float]], dic
 
 
 def _wait_caught_up(
-    w: WorkerProc, produced: int, timeout: float = 120.0, *, flushed: bool = True
+    w: WorkerProc, produced: int, timeout: float = 120.0, *, flushed: bool = True,
+    partitions: int | None = 3,
 ) -> dict[str, float]:
-    """Until the worker has read every record and flushed them all, twice in a row."""
+    """Until the worker owns ``partitions`` (None: any), has read every record of them and
+    flushed them all, twice in a row."""
     deadline = time.monotonic() + timeout
     settled = 0
     while time.monotonic() < deadline:
@@ -71,6 +73,7 @@ def _wait_caught_up(
             continue
         done = (h.get("socialpulse_consumer_lag_records", 1) == 0
                 and h.get("socialpulse_assigned_partitions", 0) > 0
+                and partitions in (None, h.get("socialpulse_assigned_partitions"))
                 and (not flushed or h.get("socialpulse_unflushed_records", 1) == 0))
         settled = settled + 1 if done else 0
         if settled >= 2:
@@ -216,3 +219,65 @@ def test_graceful_stop_flushes_and_commits(
     h2 = _wait_caught_up(w2, len(records))
     assert h2["socialpulse_records_consumed_total"] == 0, "offsets were not committed at stop"
     _check(w2, worker_env, kafka, len(records), one_process=False)
+
+
+def _union(ws: list[WorkerProc]) -> dict[str, dict[tuple[str, ...], float]]:
+    """All workers' KPI series together; a series exported by two workers is an error."""
+    merged: dict[str, dict[tuple[str, ...], float]] = {}
+    for w in ws:
+        kpis, _ = _scrape(w)
+        for name, rows in kpis.items():
+            target = merged.setdefault(name, {})
+            twice = target.keys() & rows.keys()
+            assert not twice, f"{name} exported by two workers: {sorted(twice)[:3]}"
+            target.update(rows)
+    return merged
+
+
+def test_two_workers_split_the_accounts_and_one_takes_over(
+    kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path
+) -> None:
+    s = _settings(worker_env)
+    records = _records()
+    _produce(worker_env, records)
+    w1 = new_worker(worker_env, tmp_path, name="w1").start()
+    w2 = new_worker(worker_env, tmp_path, name="w2",
+                    SOCIALPULSE_WEB_PORT=str(free_port())).start()
+    workers.extend([w1, w2])
+    w1.wait_ready()
+    w2.wait_ready()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # both own partitions once the group has settled
+        owned = [_scrape(w)[1].get("socialpulse_assigned_partitions", 0) for w in (w1, w2)]
+        if all(owned) and sum(owned) == s.topic_partitions:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"partitions never split: {owned}\n{w1.tail()}\n{w2.tail()}")
+    for w in (w1, w2):
+        _wait_caught_up(w, len(records), partitions=None)
+    inputs = asyncio.run(_read_topic(kafka.bootstrap, s.input_topic, s.topic_partitions))
+    expected = oracle.run(((p, o, v) for p, o, _k, v, _h in inputs), s, int(time.time() * 1000))
+    _eventually_equal(expected.series, [w1, w2])
+
+    w1.kill()  # SIGKILL: w2 must take its partitions from the changelog
+    started = time.monotonic()
+    while time.monotonic() - started < 120:
+        if _scrape(w2)[1].get("socialpulse_assigned_partitions", 0) == s.topic_partitions:
+            break
+        time.sleep(0.5)
+    _wait_caught_up(w2, len(records))
+    _eventually_equal(expected.series, [w2])
+
+
+def _eventually_equal(
+    expected: dict[str, dict[tuple[str, ...], float]], ws: list[WorkerProc], timeout: float = 15
+) -> None:
+    """Share of voice crosses workers through the market topic: allow it a few seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = oracle.compare(expected, _union(ws))
+        if not problems or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:40])
