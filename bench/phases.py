@@ -20,7 +20,9 @@ How each figure is taken (the report repeats this in short):
   polls ``GET /kpis?account=bench-probe&window=24h`` (the same ``views.compute`` over the same
   engine state as ``/metrics``, without rendering every account) and probe k counts as visible at
   the end of the first poll whose impression count is >= k: latency = that time - its stamp (an
-  upper bound; the poll period bounds the error).
+  upper bound; the poll period bounds the error). For reference, a plain aiokafka consumer in the
+  bench reads the same probes (the floor Kafka sets), and a second run at a low rate (another
+  probe account) shows how latency depends on load.
 - **Scrape cost**: the same worker, with traffic of more accounts (about 10,000 series), is scraped
   a few times; meanwhile a thread pings ``GET /`` (a constant answer from the same event loop)
   every 10 ms. A scrape renders synchronously on the event loop that also runs the stream, so
@@ -48,6 +50,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
 
 from bench import kafka, world
 from bench.procs import ROOT, ChildRun, run_child, tail
@@ -265,7 +270,8 @@ class Bench:
             first -= 1  # everything arrived in one poll (tiny runs): start from the last zero
         t1, n1, c1 = samples[first]
         t2, n2, c2 = samples[-1]
-        row.events = n
+        row.events = n2 - n1  # the records the rate is measured over (whole topic: n)
+        row.detail["topic_records"] = n
         row.seconds = round(t2 - t1, 3)
         row.eps = round((n2 - n1) / (t2 - t1), 1) if t2 > t1 else 0.0
         row.cpu_us = round((c2 - c1) / max(1, n2 - n1) * 1e6, 2)
@@ -281,30 +287,43 @@ class Bench:
         w = self._worker(topic, "sp-live").start()
         try:
             await asyncio.to_thread(w.wait_ready)
-            latency = await self._latency(w, topic, rate)
+            latency = await self._latency(w, topic, rate, sizes.latency_seconds)
+            low = min(sizes.latency_low_rate, rate / 4)
+            latency["low_rate"] = await self._latency(w, topic, low, sizes.latency_seconds / 2)
             scrape = await self._scrape_cost(w, topic, rate)
         finally:
             usage = await asyncio.to_thread(w.stop)
         scrape["worker_peak_rss_mib"] = round(usage.maxrss_mib, 1) if usage else None
         return latency, scrape
 
-    async def _latency(self, w: Worker, topic: str, rate: float) -> dict[str, Any]:
+    async def _latency(self, w: Worker, topic: str, rate: float, seconds: float
+                       ) -> dict[str, Any]:
         sizes = self.sizes
         # Background traffic alone first, so the worker is in its steady state for the probes.
         warmup = 5.0 if sizes.name == "full" else 1.0
-        probes = world.ProbeLog(self.run_id, 1.0 / sizes.probes_per_second,
-                                start_at=time.time() + warmup)
-        observer = _Observer(w, sizes.latency_poll_s)
+        # Each latency run has its own probe account, so its counts start from zero.
+        account = f"{world.PROBE_ACCOUNT}-{rate:.0f}"
+        probes = world.ProbeLog(f"{self.run_id}-{rate:.0f}", 1.0 / sizes.probes_per_second,
+                                start_at=time.time() + warmup, account=account)
+        observer = _Observer(w, sizes.latency_poll_s, account)
         observer.start()
-        deadline = time.monotonic() + warmup + sizes.latency_seconds
+        floor: list[float] = []
+        reader = asyncio.create_task(_kafka_floor(self.bootstrap, topic, probes.run, floor))
+        deadline = time.monotonic() + warmup + seconds
         census = world.Census(sizes.users)
         records = world.live_records(world.sim_config(sizes, 0, seed=7),
                                      stop=lambda: time.monotonic() > deadline, probes=probes,
                                      census=census)
-        summary = await produce_events(self.settings, records, topic=topic, rate=rate)
-        sent = len(probes.sent)
-        await asyncio.to_thread(observer.wait_for, sent, 30.0)
-        observer.stop()
+        cpu0, wall0 = w.cpu(), time.monotonic()
+        try:
+            summary = await produce_events(self.settings, records, topic=topic, rate=rate)
+            worker_cpu = (w.cpu() - cpu0) / (time.monotonic() - wall0)
+            sent = len(probes.sent)
+            await asyncio.to_thread(observer.wait_for, sent, 30.0)
+        finally:
+            observer.stop()
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
         lat: list[float] = []
         obs = observer.observations
         j = 0
@@ -319,6 +338,7 @@ class Bench:
             "background_rate_target": round(rate, 1),
             "background_rate_achieved": round(summary.rate, 1),
             "records_produced": summary.sent,
+            "worker_cpu_utilization": round(worker_cpu, 3),
             "accounts": len(census.accounts) + 1,
             "probes_sent": sent,
             "probes_seen": len(lat),
@@ -332,6 +352,9 @@ class Bench:
             "p99_ms": round(_percentile(ms, 0.99), 1),
             "max_ms": round(max(ms), 1) if ms else None,
             "min_ms": round(min(ms), 1) if ms else None,
+            "kafka_floor_probes": len(floor),
+            "kafka_floor_p50_ms": round(_percentile(floor, 0.50), 1),
+            "kafka_floor_p99_ms": round(_percentile(floor, 0.99), 1),
             "latencies_ms": [round(x, 1) for x in ms],
         }
 
@@ -415,7 +438,11 @@ class Bench:
 
     # --- profile ------------------------------------------------------------------------------
     async def profile(self, topic: str, n: int, out_dir: Path) -> dict[str, Any]:
-        """py-spy (sampling, 100 Hz) on a fresh at_least_once worker while it consumes ``topic``."""
+        """py-spy on a fresh at_least_once worker while it consumes ``topic``.
+
+        100 samples/s of the thread holding the GIL (``--gil``): the shares are of the worker's
+        Python CPU time, idle waits excluded.
+        """
         pyspy = Path(sys.executable).parent / "py-spy"
         if not pyspy.exists():
             return {"status": "skipped", "note": f"py-spy not installed at {pyspy}"}
@@ -428,7 +455,7 @@ class Bench:
                     await asyncio.sleep(0.2)
                 start = await gw.committed()
                 proc = await asyncio.create_subprocess_exec(
-                    str(pyspy), "record", "--pid", str(w.pid), "--rate", "100",
+                    str(pyspy), "record", "--pid", str(w.pid), "--rate", "100", "--gil",
                     "--duration", str(int(self.sizes.profile_seconds)), "--format", "raw",
                     "--output", str(raw), stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT)
@@ -486,10 +513,29 @@ def _file_of(frame: str) -> str:
     return loc.rstrip(")") or frame
 
 
+async def _kafka_floor(bootstrap: str, topic: str, run: str, out: list[float]) -> None:
+    """A plain aiokafka consumer of the live topic: probe arrival - stamp, in ms (the floor
+    that Kafka and the client library set, measured in the bench process)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+                                group_id=f"bench-floor-{uuid.uuid4().hex[:8]}")
+    await consumer.start()
+    marker = f'"{run}-probe-'.encode()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            now_ms = time.time() * 1000
+            for msgs in batches.values():
+                for m in msgs:
+                    if m.value and marker in m.value:
+                        out.append(now_ms - orjson.loads(m.value)["ts"])
+    finally:
+        await consumer.stop()
+
+
 class _Observer:
     """Polls the probe account's 24h impressions in a thread: (time seen, count) observations."""
 
-    def __init__(self, w: Worker, period: float) -> None:
+    def __init__(self, w: Worker, period: float, account: str) -> None:
         self.w = w
         self.period = period
         self.observations: list[tuple[float, int]] = []
@@ -497,7 +543,7 @@ class _Observer:
         self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-observer", daemon=True)
-        self.path = f"/kpis?account={world.PROBE_ACCOUNT}&window=24h"
+        self.path = f"/kpis?account={account}&window=24h"
 
     def start(self) -> None:
         self._thread.start()

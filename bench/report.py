@@ -34,6 +34,13 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def _latency_line(add: Any, title: str, lat: dict[str, Any]) -> None:
+    add(f"{title} p50 {_num(lat['p50_ms'], '.1f')}  p90 {_num(lat['p90_ms'], '.1f')}  "
+        f"p99 {_num(lat['p99_ms'], '.1f')}  max {_num(lat['max_ms'], '.1f')}  "
+        f"min {_num(lat['min_ms'], '.1f')}; plain Kafka consumer of the same probes: p50 "
+        f"{_num(lat['kafka_floor_p50_ms'], '.1f')}  p99 {_num(lat['kafka_floor_p99_ms'], '.1f')}")
+
+
 def render(res: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
@@ -71,22 +78,28 @@ def render(res: dict[str, Any]) -> str:
                 f"CPU/event x{_num(v['cpu_us_per_event'], '.2f')}, "
                 f"peak RSS x{_num(v['peak_rss'], '.2f')}")
     for r in res.get("throughput", []):
-        sc = r.get("detail", {}).get("scrape")
-        if sc and r["key"] == "socialpulse_alo":
-            add(f"confirming /metrics scrape of that worker: {sc['series']:,} series "
-                f"({sc['bytes'] / 2**20:.1f} MiB) rendered in {sc['seconds']:.2f} s")
+        d = r.get("detail", {})
+        sc = d.get("scrape")
+        if sc and r["key"].startswith("socialpulse"):
+            add(f"{r['label']}: rate over {r['events']:,} of {d['topic_records']:,} records "
+                f"(committed offsets); RSS before its confirming scrape "
+                f"{_num(d['rss_before_scrape_mib'])} MiB; that scrape: {sc['series']:,} series "
+                f"({sc['bytes'] / 2**20:.1f} MiB) in {sc['seconds']:.2f} s")
     add("")
     lat = res.get("latency")
     add("== LATENCY (production -> visible in the worker's KPIs, probe events) ==")
     if lat and lat.get("probes_seen"):
         add(f"background {_num(lat['background_rate_achieved'])} events/s (target "
             f"{_num(lat['background_rate_target'])} = half the sustained rate, capped), "
-            f"{lat['accounts']} accounts; {lat['probes_seen']}/{lat['probes_sent']} probes seen; "
+            f"{lat['accounts']} accounts, worker CPU {lat['worker_cpu_utilization']:.0%} of a "
+            f"core; {lat['probes_seen']}/{lat['probes_sent']} probes seen; "
             f"poll every {lat['poll_period_s'] * 1000:.0f} ms ({lat['polls']} polls, mean "
             f"{_num(lat['poll_mean_ms'], '.1f')} ms each)")
-        add(f"latency ms: p50 {_num(lat['p50_ms'], '.1f')}  p90 {_num(lat['p90_ms'], '.1f')}  "
-            f"p99 {_num(lat['p99_ms'], '.1f')}  max {_num(lat['max_ms'], '.1f')}  "
-            f"min {_num(lat['min_ms'], '.1f')}")
+        _latency_line(add, "latency ms:", lat)
+        low = lat.get("low_rate")
+        if low and low.get("probes_seen"):
+            _latency_line(add, f"reference at {_num(low['background_rate_achieved'])} events/s "
+                          f"(worker CPU {low['worker_cpu_utilization']:.0%}):", low)
     else:
         add(f"not measured: {lat}")
     add("")

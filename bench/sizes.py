@@ -24,6 +24,7 @@ class Sizes:
     probes_per_second: float
     latency_poll_s: float
     latency_max_rate: float
+    latency_low_rate: float  # a second, low-rate latency run (at most a quarter of the rate)
     # Scrape phase: accounts of the background traffic (sized for about 10,000 series), how many
     # scrapes, and the event-loop ping period.
     scrape_extra_accounts: int
@@ -54,7 +55,8 @@ FULL = Sizes(
     probes_per_second=25.0,
     latency_poll_s=0.05,
     latency_max_rate=50_000.0,
-    scrape_extra_accounts=10,
+    latency_low_rate=500.0,
+    scrape_extra_accounts=12,
     scrapes=10,
     scrape_gap_s=2.0,
     ping_period_s=0.01,
@@ -76,6 +78,7 @@ TINY = replace(
     probes_per_second=10.0,
     latency_poll_s=0.1,
     latency_max_rate=1_000.0,
+    latency_low_rate=200.0,
     scrape_extra_accounts=10,
     scrapes=3,
     scrape_gap_s=0.5,

@@ -113,8 +113,10 @@ def preload_records(
 class ProbeLog:
     """Probe events sent by ``live_records``: index k (1-based) was sent at ``sent[k - 1]``."""
 
-    def __init__(self, run: str, period_s: float, start_at: float) -> None:
+    def __init__(self, run: str, period_s: float, start_at: float,
+                 account: str = PROBE_ACCOUNT) -> None:
         self.run = run
+        self.account = account
         self.period_s = period_s
         self.sent: list[float] = []
         self.next_at = start_at  # wall clock (time.time) of the first probe
@@ -130,7 +132,7 @@ class ProbeLog:
         self.sent.append(wall)
         return {
             "event_id": f"{self.run}-probe-{k}", "type": "impression", "ts": int(wall * 1000),
-            "account": PROBE_ACCOUNT, "platform": PROBE_PLATFORM, "user_id": f"probe-{k}",
+            "account": self.account, "platform": PROBE_PLATFORM, "user_id": f"probe-{k}",
             "paid": False,
         }
 

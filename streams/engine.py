@@ -19,7 +19,7 @@ Per-event rules, in order (SPEC §2, §5):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -425,45 +425,75 @@ class Engine:
 
     # --- durability ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """Encode everything changed since the last snapshot.
+        """Encode everything changed since the last snapshot (see ``snapshot_steps``)."""
+        steps = self.snapshot_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    RECORDS_PER_SLICE = 200
+
+    def snapshot_steps(self) -> Generator[None, None, Snapshot]:
+        """Encode everything changed since the last snapshot, yielding every few records so the
+        caller can let events in meanwhile.
 
         ``first`` holds buckets, cores and dedup chunks; ``marks`` the partition marks. The caller
         must have ``first`` acknowledged by Kafka before it writes ``marks``, and ``marks`` before
         it acks the input records up to ``offsets``: a mark promises that everything below it is
         in the changelog.
+
+        What is dirty, the marks and the offsets are all taken at the start, in one step. A
+        record encoded later may already hold newer events than its mark: harmless, since every
+        record carries its own ``applied`` offset (and stays dirty for the next snapshot).
         """
         first: list[tuple[int, bytes, bytes | None]] = []
         marks: list[tuple[int, bytes, bytes | None]] = []
         markets: list[tuple[int, bytes, bytes | None]] = []
         offsets: dict[int, int] = {}
+        work: list[tuple[int, PartitionState, set[BucketKey], set[str]]] = []
         for p, ps in self.partitions.items():
             self._evict(p, ps)
             for market, res, idx in ps.dirty_markets:
                 for platform, n in self._market_total(ps, market, res, idx).items():
                     markets.append((p, market_key(p, market, platform, res, idx),
                                     str(int(n)).encode()))
-            ps.dirty_markets.clear()
-            for k in ps.dirty_buckets:
-                first.append((p, bucket_key(p, k), ps.buckets[k].encode()))
-            for account in ps.dirty_cores:
-                first.append((p, core_key(p, account), ps.cores[account].encode()))
+            ps.dirty_markets = set()
             for dead in ps.dirty_deleted:
                 first.append((p, dead, None))
+            ps.dirty_deleted = []
             if ps.new_ids:
                 ps.chunk_seq += 1
                 hashes = [h for h, _ in ps.new_ids]
                 ps.chunks[ps.chunk_seq] = (ps.new_ids_ts, hashes)
                 body = orjson.dumps([ps.new_ids_ts, [[f"{h:x}", o] for h, o in ps.new_ids]])
                 first.append((p, chunk_key(p, ps.chunk_seq), body))
-            ps.dirty_buckets.clear()
-            ps.dirty_cores.clear()
-            ps.dirty_deleted = []
-            ps.new_ids = []
-            ps.new_ids_ts = -1
+                ps.new_ids = []
+                ps.new_ids_ts = -1
+            work.append((p, ps, ps.dirty_buckets, ps.dirty_cores))
+            ps.dirty_buckets = set()
+            ps.dirty_cores = set()
             if ps.last_offset > ps.mark.flushed:
                 ps.mark.flushed = ps.last_offset
                 marks.append((p, mark_key(p), ps.mark.encode()))
                 offsets[p] = ps.last_offset
+        done = 0
+        for p, ps, buckets, cores in work:
+            for k in buckets:
+                b = ps.buckets.get(k)
+                if b is not None:  # None: expired meanwhile, its tombstone is queued
+                    first.append((p, bucket_key(p, k), b.encode()))
+                done += 1
+                if done % self.RECORDS_PER_SLICE == 0:
+                    yield
+            for account in cores:
+                core = ps.cores.get(account)
+                if core is not None:
+                    first.append((p, core_key(p, account), core.encode()))
+                done += 1
+                if done % self.RECORDS_PER_SLICE == 0:
+                    yield
         return Snapshot(first, marks, offsets, markets)
 
     def _market_total(

@@ -19,22 +19,30 @@ from streams.views import RemoteMentions, SeriesMap, compute
 
 
 class KpiCollector(Collector):
-    """Yields ``social_*`` gauge families for the accounts the engine owns right now."""
+    """Yields ``social_*`` gauge families for the accounts the engine owns right now.
+
+    ``series`` supplies the values: by default a fresh ``compute``; the worker passes the result
+    its /metrics view computed just before (asynchronously, a slice at a time).
+    """
 
     def __init__(
         self, engine: Engine, settings: Settings,
         remote: Callable[[], RemoteMentions] = tuple,
+        series: Callable[[], SeriesMap | None] = lambda: None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.remote = remote
+        self.series = series
 
     def describe(self) -> list[Metric]:
         # Registering must not run a full compute; families are only known at scrape time.
         return []
 
     def collect(self) -> Iterator[Metric]:
-        series = compute(self.engine, self.settings, remote=self.remote())
+        series = self.series()
+        if series is None:
+            series = compute(self.engine, self.settings, remote=self.remote())
         for m in ALL_KPIS:
             rows = series.get(m.name)
             if not rows:

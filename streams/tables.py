@@ -79,11 +79,21 @@ class Flusher:
             self.last_flush = started
             outcome, self.outcome = self.outcome, Outcome()
             self._count(outcome)
-            snap = self.engine.snapshot()
-            if not (len(snap) or self._events or self._dead):
-                return
-            self._backlog.append(_Pending(snap, self._events, self._dead))
+            # The records to ack are exactly those applied before the snapshot starts: taken in
+            # the same step as the snapshot's dirty sets and marks (no await in between).
+            events, dead = self._events, self._dead
             self._events, self._dead = [], []
+            steps = self.engine.snapshot_steps()
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as finished:
+                    snap = finished.value
+                    break
+                await asyncio.sleep(0)  # let the stream in between slices of encoding
+            if not (len(snap) or events or dead):
+                return
+            self._backlog.append(_Pending(snap, events, dead))
             try:
                 await self._write_backlog()
             except Exception as exc:  # the broker may be away: keep the backlog, retry next time

@@ -6,8 +6,9 @@ Both the Prometheus collector and ``GET /kpis`` call ``compute``; it merges each
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 
 from streams.engine import Engine
@@ -106,6 +107,37 @@ def compute(
     ``remote``: (partition, market, platform, resolution, bucket index, mentions) published by
     the workers that own the other partitions; share of voice needs every account of a market.
     """
+    steps = _compute_steps(engine, settings, only_account, remote)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+async def compute_async(
+    engine: Engine,
+    settings: Settings,
+    only_account: str | None = None,
+    remote: RemoteMentions = (),
+) -> SeriesMap:
+    """``compute`` that gives the event loop back every few accounts, so a scrape of many
+    accounts delays the stream by one slice at a time, not by the whole computation."""
+    steps = _compute_steps(engine, settings, only_account, remote)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(0)
+
+
+ACCOUNTS_PER_SLICE = 20
+
+
+def _compute_steps(
+    engine: Engine, settings: Settings, only_account: str | None, remote: RemoteMentions
+) -> Generator[None, None, SeriesMap]:
     now = engine.clock()
     out: SeriesMap = defaultdict(list)
     if now < 0:
@@ -115,7 +147,11 @@ def compute(
     known_by_account = _known_platforms(engine)
     # Market totals need every owned account, even when one account is asked for.
     market_mentions: dict[tuple[str, str, int], float] = defaultdict(float)
-    for account in accounts:
+    for i, account in enumerate(accounts):
+        if i % ACCOUNTS_PER_SLICE == ACCOUNTS_PER_SLICE - 1:
+            yield
+            if engine.clock() < 0:  # every partition was revoked meanwhile
+                return out
         known = known_by_account.get(account, set())
         vs = [_window_view(engine, account, res, now, known) for res in range(len(engine.windows))]
         views[account] = vs
@@ -133,9 +169,11 @@ def compute(
             market_mentions[(market, platform, res)] += n
             market_mentions[(market, ALL_PLATFORMS, res)] += n
     sla_ms = settings.response_sla_seconds * 1000
-    for account in accounts:
+    for i, account in enumerate(accounts):
         if only_account is not None and account != only_account:
             continue
+        if i % ACCOUNTS_PER_SLICE == ACCOUNTS_PER_SLICE - 1:
+            yield
         other = account == OTHER_ACCOUNT
         market = settings.market_of(account)
         followers = _followers(engine, account)

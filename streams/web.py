@@ -6,6 +6,7 @@ redirects there (the owner is whoever holds the account's input partition).
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -18,9 +19,23 @@ from streams.exporter import KpiCollector, refresh_health
 from streams.metrics import sample_metrics
 from streams.tables import board, engine, flusher
 from streams.topics import interactions
-from streams.views import compute
+from streams.views import SeriesMap, compute_async
 
-registry.register(KpiCollector(engine, settings, board.entries))
+
+class _ScrapeCache:
+    """The last computed series, shared by concurrent scrapes (one compute at a time)."""
+
+    def __init__(self) -> None:
+        self.series: SeriesMap | None = None
+        self.lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        async with self.lock:
+            self.series = await compute_async(engine, settings, remote=board.entries())
+
+
+_cache = _ScrapeCache()
+registry.register(KpiCollector(engine, settings, board.entries, series=lambda: _cache.series))
 _BY_NAME = sample_metrics()
 
 
@@ -40,8 +55,12 @@ def _highwaters() -> dict[int, int | None]:
 @app.page("/metrics")
 async def metrics(view: web.View, request: web.Request) -> web.Response:
     refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending)
+    await _cache.refresh()
+    # Rendering text for many series takes a while: a thread renders the finished, immutable
+    # series while the event loop keeps consuming (it gets the GIL back every few ms).
+    body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, registry)
     # aiohttp refuses a charset inside content_type=, so the exact header goes in as a header.
-    return view.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return view.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @app.page("/kpis")
@@ -58,7 +77,7 @@ async def kpis(view: web.View, request: web.Request) -> web.Response:
             target = f"{owner.rstrip('/')}/kpis?{request.query_string}"
             return view.bytes(b"", status=307, headers={"Location": target})
         return view.json({"error": f"unknown account {account!r}"}, status=404)
-    series = compute(engine, settings, only_account=account, remote=board.entries())
+    series = await compute_async(engine, settings, only_account=account, remote=board.entries())
     return view.json(_as_json(account, window, series))
 
 

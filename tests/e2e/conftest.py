@@ -241,7 +241,8 @@ class Prometheus:
                     end: float | None = None, step: float = 1.0) -> list[dict[str, Any]]:
         """Every ``ALERTS`` series (pending or firing) matching ``matchers`` that existed between
         ``start`` and ``end``, with the first and last time seen (a range query)."""
-        end = time.time() if end is None else end
+        # A step past now, so that a sample written in the last second lies on the grid.
+        end = time.time() + step if end is None else end
         sel = ",".join(f'{k}="{v}"' for k, v in (matchers or {}).items())
         out = []
         for s in self.query_range("ALERTS{" + sel + "}", start, end, step):
