@@ -52,6 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _git() -> str:
+    """The commit the work tree is on, and whether the worker's code differs from it."""
+    import subprocess
+
+    from bench.procs import ROOT
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "streams", "agents",
+                                "schemas"], cwd=ROOT, text=True, capture_output=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{' + uncommitted changes' if dirty else ''}"
+
+
 def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -71,6 +88,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "scripts/bench " + shlex.join(sys.argv[1:]), "users": sizes.users,
         "sizes": dataclasses.asdict(sizes), "workdir": str(workdir),
     }}
+    res["meta"]["git"] = _git()
     if args.bootstrap:
         broker = kafka.Broker(args.bootstrap)
     else:

@@ -241,6 +241,7 @@ class Bench:
         row = Row(f"socialpulse_{short}", f"(3) socialpulse worker, {guarantee}")
         row.detail["load_before"] = _load()
         w = self._worker(topic, f"sp-{short}", guarantee).start()
+        row.detail["code"] = w.code
         try:
             row.detail["ready_s"] = round(await asyncio.to_thread(w.wait_ready), 2)
             samples = await self._follow(w, topic, n, self.sizes.pipeline_timeout_s)
@@ -466,7 +467,7 @@ class Bench:
         if proc.returncode != 0 or not raw.exists():
             return {"status": "failed", "note": pyspy_out.decode(errors="replace")[-500:]}
         summary = summarize_profile(raw.read_text().splitlines())
-        summary.update({"status": "ok", "collapsed_stacks": str(raw),
+        summary.update({"status": "ok", "collapsed_stacks": str(raw), "code": w.code,
                         "records_during_profile": end - start,
                         "seconds": self.sizes.profile_seconds,
                         "pyspy": pyspy_out.decode(errors="replace").strip().splitlines()[-2:]})

@@ -48,7 +48,7 @@ def render(res: dict[str, Any]) -> str:
     add(f"socialpulse benchmark ({meta['size']}) - {meta['started']}, {meta['cpus']} CPUs, "
         f"load average at start {meta['load_start']}")
     add(f"broker: Kafka {meta['kafka_version'] or '(external)'} at {meta['bootstrap']}; "
-        f"command: {meta['command']}")
+        f"code: {meta.get('git', '?')}; command: {meta['command']}")
     pre = res.get("preload")
     if pre:
         add(f"topic {pre['topic']}: {pre['records_in_topic']:,} records, {pre['partitions']} "
@@ -68,6 +68,9 @@ def render(res: dict[str, Any]) -> str:
             f"{_num(r['eps']):>10} {_num(r['cpu_us'], ',.1f'):>13} "
             f"{_num(r['rss_mib'], ',.0f'):>13}  {r['status']}"
             + (f" - {r['note']}" if r["note"] else ""))
+    codes = {r["detail"]["code"] for r in res.get("throughput", []) if r["detail"].get("code")}
+    if len(codes) > 1:
+        add(f"NOTE: the worker's code changed between the socialpulse runs ({sorted(codes)})")
     rat = res.get("ratios", {})
     if rat:
         add("socialpulse (at_least_once) relative to:")

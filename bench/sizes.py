@@ -46,7 +46,7 @@ class Sizes:
 FULL = Sizes(
     name="full",
     partitions=4,
-    events=1_000_000,
+    events=750_000,
     span_s=2 * 3600.0,
     extra_accounts=996,
     users=1_000_000,
@@ -60,7 +60,7 @@ FULL = Sizes(
     scrapes=10,
     scrape_gap_s=2.0,
     ping_period_s=0.01,
-    memory_events=800_000,
+    memory_events=600_000,
     memory_span_s=24 * 3600.0,
     periodic_interval_s=3600.0,
     pipeline_timeout_s=900.0,

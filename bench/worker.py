@@ -8,6 +8,7 @@ SIGTERM, collecting its rusage with ``wait4``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -61,6 +62,17 @@ def parse_scrape(text: str, started: float, seconds: float, size: int) -> Scrape
     return Scrape(started, seconds, size, series, kpi, health, text)
 
 
+def code_fingerprint() -> str:
+    """Short hash of the worker's own code (streams/, agents/, schemas/) as a process would
+    import it now: the code may change between two runs of one benchmark."""
+    h = hashlib.sha1()
+    for pkg in ("streams", "agents", "schemas"):
+        for path in sorted((ROOT / pkg).glob("*.py")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
 class Worker:
     """One socialpulse worker process on the bench's broker and topic."""
 
@@ -94,6 +106,7 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
         self.usage: Usage | None = None
+        self.code = ""
 
     @property
     def group(self) -> str:
@@ -105,6 +118,7 @@ class Worker:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Worker:
+        self.code = code_fingerprint()
         with self.log.open("ab") as out:
             # cwd is the worker's own directory: no stray .env or var/ of the work tree.
             self.proc = subprocess.Popen(

@@ -65,6 +65,54 @@ def _summary(m: KpiMetric, series: SeriesMap) -> Metric:
     return fam
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _fmt(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def render_text(series: SeriesMap) -> bytes:
+    """The KPI families in Prometheus text format, the same text ``generate_latest`` gives for
+    ``KpiCollector`` (a test holds them equal), several times faster: label sets are formatted
+    once per (account, platform, window) rather than once per sample. For large scrapes."""
+    out: list[str] = []
+    prefixes: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+
+    def labelset(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+        key = (names, values)
+        text = prefixes.get(key)
+        if text is None:
+            text = prefixes[key] = ",".join(
+                f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
+        return text
+
+    for m in ALL_KPIS:
+        rows = series.get(m.name)
+        if not rows:
+            continue
+        help_text = m.help.replace("\\", "\\\\").replace("\n", "\\n")
+        out.append(f"# HELP {m.name} {help_text}\n# TYPE {m.name} {m.kind}\n")
+        parts = [(m.name, m.labels)]
+        if m.kind == "summary":
+            base = tuple(x for x in m.labels if x != "quantile")
+            parts += [(m.name + part, base) for part in SUMMARY_PARTS]
+        for name, names in parts:
+            n_base = min(3, len(names))
+            head, tail = names[:n_base], names[n_base:]
+            for labels, value in series.get(name, ()):
+                text = labelset(head, labels[:n_base])
+                if tail:
+                    text += "," + labelset(tail, labels[n_base:])
+                out.append(f"{name}{{{text}}} {_fmt(value)}\n")
+    return "".join(out).encode()
+
+
 def refresh_health(
     health: Health, engine: Engine, wall_ms: int, highwaters: dict[int, int | None],
     unflushed: int,

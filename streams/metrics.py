@@ -12,6 +12,8 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
+from schemas.events import Reason
+
 Scope = Literal["window", "current", "campaign"]
 
 
@@ -213,5 +215,11 @@ class Health:
         self.accounts = Gauge(
             "socialpulse_exported_accounts", "Accounts this worker exports.", registry=registry
         )
+        # Every reason and kind exists from the start, at 0: "no rejections" is a value a
+        # dashboard can show and a rate() can see, unlike a missing series.
+        for reason in Reason:
+            self.rejected.labels(reason.value)
+        for kind in ("account", "campaign"):
+            self.overflow.labels(kind)
         self.build = Info("socialpulse_build", "Build information.", registry=registry)
         self.build.info({"version": version})

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     store: str = "memory://"
     log_level: str = "WARNING"
     # Aggregates are made durable (table changelog + offset commit) at most this often ...
-    flush_interval_seconds: float = Field(default=1.0, gt=0)
+    flush_interval_seconds: float = Field(default=5.0, gt=0)
     # ... or after this many events, whichever comes first.
     flush_max_events: int = Field(default=20_000, ge=1)
 

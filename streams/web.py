@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.app import app, health, registry, settings
 from streams.engine import wall_ms
-from streams.exporter import KpiCollector, refresh_health
+from streams.exporter import refresh_health, render_text
 from streams.metrics import sample_metrics
 from streams.tables import board, engine, flusher
 from streams.topics import interactions
@@ -35,7 +35,6 @@ class _ScrapeCache:
 
 
 _cache = _ScrapeCache()
-registry.register(KpiCollector(engine, settings, board.entries, series=lambda: _cache.series))
 _BY_NAME = sample_metrics()
 
 
@@ -56,9 +55,12 @@ def _highwaters() -> dict[int, int | None]:
 async def metrics(view: web.View, request: web.Request) -> web.Response:
     refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending)
     await _cache.refresh()
-    # Rendering text for many series takes a while: a thread renders the finished, immutable
-    # series while the event loop keeps consuming (it gets the GIL back every few ms).
-    body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, registry)
+    series = _cache.series or {}
+    # Text for many series takes a while: a thread renders the finished, immutable series while
+    # the event loop keeps consuming (it gets the GIL back every few ms). render_text is
+    # KpiCollector's output, formatted faster (tests/unit/streams/test_exporter.py).
+    kpi_text = await asyncio.get_running_loop().run_in_executor(None, render_text, series)
+    body = generate_latest(registry) + kpi_text
     # aiohttp refuses a charset inside content_type=, so the exact header goes in as a header.
     return view.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -132,6 +132,7 @@ def worker_env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
         "SOCIALPULSE_GRACE_SECONDS": "60",
         "SOCIALPULSE_MARKETS": "acme=coffee,globex=coffee",
         "SOCIALPULSE_LOG_LEVEL": "INFO",
+        "SOCIALPULSE_FLUSH_INTERVAL_SECONDS": "1",
         "PYTHONPATH": str(ROOT),
     })
     return env

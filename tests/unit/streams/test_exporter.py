@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.engine import Engine
-from streams.exporter import KpiCollector, refresh_health
+from streams.exporter import KpiCollector, refresh_health, render_text
 from streams.metrics import ALL_KPIS, Health
 from streams.settings import Settings
+from streams.views import compute
 
 T0 = 1_800_000_000_000
 
@@ -73,3 +74,19 @@ def test_promtool_accepts_the_exposition() -> None:
     out = subprocess.run([promtool, "check", "metrics"], input=_exposition().encode(),
                          capture_output=True, timeout=60)
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+
+
+def test_fast_renderer_equals_the_collector() -> None:
+    e, s = _engine()
+    registry = CollectorRegistry()
+    registry.register(KpiCollector(e, s))
+    slow = generate_latest(registry).decode()
+    fast = render_text(compute(e, s)).decode()
+
+    def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {(x.name, tuple(sorted(x.labels.items())), x.value)
+                for f in text_string_to_metric_families(text) for x in f.samples}
+
+    assert samples(fast) == samples(slow) and len(samples(fast)) > 50
+    types = {f.name: f.type for f in text_string_to_metric_families(fast)}
+    assert types == {f.name: f.type for f in text_string_to_metric_families(slow)}
