@@ -113,6 +113,16 @@ def render_text(series: SeriesMap) -> bytes:
     return "".join(out).encode()
 
 
+def consumer_lag(engine: Engine, highwaters: dict[int, int | None]) -> int:
+    """Records in the owned partitions that the engine has not read yet."""
+    lag = 0
+    for p, hw in highwaters.items():
+        ps = engine.partitions.get(p)
+        if hw is not None and ps is not None:
+            lag += max(0, hw - (ps.last_offset + 1))
+    return lag
+
+
 def refresh_health(
     health: Health, engine: Engine, wall_ms: int, highwaters: dict[int, int | None],
     unflushed: int,
@@ -122,12 +132,7 @@ def refresh_health(
     if newest >= 0:
         health.newest_event.set(newest / 1000.0)
         health.lag_seconds.set(max(0.0, (wall_ms - newest) / 1000.0))
-    lag = 0
-    for p, hw in highwaters.items():
-        ps = engine.partitions.get(p)
-        if hw is not None and ps is not None:
-            lag += max(0, hw - (ps.last_offset + 1))
-    health.consumer_lag.set(lag)
+    health.consumer_lag.set(consumer_lag(engine, highwaters))
     health.unflushed.set(unflushed)
     health.partitions.set(len(engine.partitions))
     health.accounts.set(len([a for a in engine.accounts() if a != OTHER_ACCOUNT]))

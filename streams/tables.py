@@ -50,6 +50,8 @@ class Flusher:
         self.last_flush = time.monotonic()
         # The agent adds to this on every record; the flusher swaps it out and counts it.
         self.outcome = Outcome()
+        self.records_total = 0
+        self.flushes_total = 0
 
     def hold(self, event: EventT) -> None:
         """An input record that may be acked once the state holding it is written."""
@@ -63,6 +65,7 @@ class Flusher:
         for _p, _o, _k, _v, rej in outcome.rejected:
             health.rejected.labels(rej.reason.value).inc()
         health.records.inc(outcome.records)
+        self.records_total += outcome.records
         health.duplicates.inc(outcome.duplicates)
         health.late.inc(outcome.late)
         health.replayed.inc(outcome.replayed)
@@ -100,6 +103,7 @@ class Flusher:
                 log.warning("flush failed, will retry: %s", exc)
                 return
             health.flushes.inc()
+            self.flushes_total += 1
             health.flush_seconds.inc(time.monotonic() - started)
 
     async def _write_backlog(self) -> None:

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.app import app, health, registry, settings
 from streams.engine import wall_ms
-from streams.exporter import refresh_health, render_text
+from streams.exporter import consumer_lag, refresh_health, render_text
 from streams.metrics import sample_metrics
 from streams.tables import board, engine, flusher
 from streams.topics import interactions
@@ -63,6 +63,20 @@ async def metrics(view: web.View, request: web.Request) -> web.Response:
     body = generate_latest(registry) + kpi_text
     # aiohttp refuses a charset inside content_type=, so the exact header goes in as a header.
     return view.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@app.page("/status")
+async def status(view: web.View, request: web.Request) -> web.Response:
+    """Cheap liveness and progress for probes and scripts: no KPI is computed."""
+    return view.json({
+        "partitions": sorted(engine.partitions),
+        "accounts": len(engine.accounts()),
+        "records_consumed": flusher.records_total + flusher.outcome.records,
+        "consumer_lag_records": consumer_lag(engine, _highwaters()),
+        "unflushed_records": flusher.pending,
+        "newest_event_ms": engine.newest_event_ms(),
+        "flushes": flusher.flushes_total,
+    })
 
 
 @app.page("/kpis")

@@ -568,7 +568,8 @@ def test_k8s_manifests() -> None:
     assert ports == {"metrics": 6066}
     for probe in ("livenessProbe", "readinessProbe"):
         get = container[probe]["httpGet"]
-        assert get["path"] == "/metrics" and ports.get(get["port"], get["port"]) == 6066
+        # /status, not /metrics: a probe must not pay for rendering every KPI series
+        assert get["path"] == "/status" and ports.get(get["port"], get["port"]) == 6066
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "512Mi"}
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/var/lib/socialpulse" in mounts
