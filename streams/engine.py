@@ -81,7 +81,8 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-BucketKey = tuple[str, int, int]  # (account, resolution index, bucket index)
+BucketKey = tuple[str, int, int]
+_LOW64 = (1 << 64) - 1  # (account, resolution index, bucket index)
 
 
 @dataclass
@@ -467,7 +468,9 @@ class Engine:
                 ps.chunk_seq += 1
                 hashes = [h for h, _ in ps.new_ids]
                 ps.chunks[ps.chunk_seq] = (ps.new_ids_ts, hashes)
-                body = orjson.dumps([ps.new_ids_ts, [[f"{h:x}", o] for h, o in ps.new_ids]])
+                # 128-bit hashes as two 64-bit halves: orjson writes those natively
+                body = orjson.dumps([ps.new_ids_ts, [[h >> 64, h & _LOW64, o]
+                                                     for h, o in ps.new_ids]])
                 first.append((p, chunk_key(p, ps.chunk_seq), body))
                 ps.new_ids = []
                 ps.new_ids_ts = -1
@@ -530,10 +533,10 @@ class Engine:
                 ps.cores[parts[2]] = Core.decode(value)
             elif kind == "d":
                 seq = int(parts[2])
-                ts_max, pairs = orjson.loads(value)
+                ts_max, triples = orjson.loads(value)
                 hashes = []
-                for hx, off in pairs:
-                    h = int(hx, 16)
+                for hi, lo, off in triples:
+                    h = (hi << 64) | lo
                     hashes.append(h)
                     ps.dedup[h] = off
                 ps.chunks[seq] = (ts_max, hashes)
