@@ -3,7 +3,8 @@
 The templates in ``deploy/prometheus/templates/`` hold the recording and alerting rules with
 ``${name}`` placeholders for everything one may want to change: the KPI window label the alerts
 watch, the baseline offsets, the ``for:`` durations, the SLA and the thresholds. :class:`Params`
-declares those names, their defaults and their meaning. This module fills them in and writes
+declares those names, their defaults and their meaning (and :data:`DERIVED` the few values
+computed from them, such as ``${spike_min_samples}``). This module fills them in and writes
 
 * ``deploy/prometheus/rules/recording.yml`` and ``alerts.yml`` (Prometheus ``rule_files``), and
 * ``deploy/k8s/prometheusrule.yaml`` (a ``monitoring.coreos.com/v1`` PrometheusRule with the same
@@ -32,6 +33,7 @@ is left alone. Only the standard library and PyYAML are used.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -73,6 +75,9 @@ class Params:
     baseline_week: str = _p("7d", "duration", "offset of the 'week' baselines")
     spike_lookback: str = _p("12h", "duration", "history a spike is compared with")
     spike_offset: str = _p("1h", "duration", "gap before that history (use the window length)")
+    spike_min_history: float = _p(
+        0.75, "number", "share of spike_lookback that must be recorded for a spike alert (0-1]"
+    )
     growth_range: str = _p("30m", "duration", "range over which overdue replies must grow")
     rate_range: str = _p("5m", "duration", "range of rate() in pipeline alerts")
     lag_range: str = _p("10m", "duration", "range of deriv() of the consumer lag")
@@ -113,6 +118,10 @@ class Params:
                 raise ValueError(f"{f.name}: not a non-negative number: {value!r}")
             if kind == "text" and (not isinstance(value, str) or '"' in value or "\n" in value):
                 raise ValueError(f"{f.name}: text must be one line without double quotes")
+        if not 0 < self.spike_min_history <= 1:
+            raise ValueError(f"spike_min_history: not in (0, 1]: {self.spike_min_history!r}")
+        if seconds(self.spike_lookback) < seconds(self.interval):
+            raise ValueError("spike_lookback: shorter than the evaluation interval")
 
     @classmethod
     def fast(cls, window: str = "1m", interval: str = "5s", **overrides: Any) -> Params:
@@ -140,14 +149,62 @@ class Params:
         base.update(overrides)
         return cls(**base)
 
+    def spike_min_samples(self) -> int:
+        """Samples of the recorded KPI a spike alert's history must hold.
+
+        The recording rules write one sample per ``interval``, so a history that covers
+        ``spike_min_history`` of ``spike_lookback`` holds this many. A younger history (a new
+        account, a freshly started Prometheus) starts with a window filling up from zero, and its
+        average would make steady traffic look like a spike."""
+        ratio = seconds(self.spike_lookback) / seconds(self.interval)
+        return max(1, math.ceil(self.spike_min_history * ratio - 1e-9))
+
     def values(self) -> dict[str, str]:
-        """The placeholder values as they appear in the rendered text."""
-        return {f.name: _format(getattr(self, f.name)) for f in fields(self)}
+        """The placeholder values as they appear in the rendered text (derived ones included)."""
+        out = {f.name: _format(getattr(self, f.name)) for f in fields(self)}
+        out.update({name: _format(compute(self)) for name, (compute, _) in DERIVED.items()})
+        return out
 
     def changed(self) -> dict[str, str]:
-        """The parameters that differ from the defaults."""
+        """The parameters that differ from the defaults (derived values left out)."""
         default = Params().values()
-        return {k: v for k, v in self.values().items() if default[k] != v}
+        return {
+            f.name: v
+            for f in fields(self)
+            if default[f.name] != (v := _format(getattr(self, f.name)))
+        }
+
+
+#: Placeholders computed from the parameters: name -> (function of Params, meaning).
+DERIVED: dict[str, tuple[Callable[[Params], Any], str]] = {
+    "spike_min_samples": (
+        Params.spike_min_samples,
+        "samples in spike_lookback a spike alert needs: spike_min_history x lookback / interval",
+    ),
+}
+
+# Seconds per unit, in the order of the groups of _DURATION.
+_UNITS: tuple[tuple[str, float], ...] = (
+    ("y", 365 * 86400),
+    ("w", 7 * 86400),
+    ("d", 86400),
+    ("h", 3600),
+    ("m", 60),
+    ("s", 1),
+    ("ms", 0.001),
+)
+
+
+def seconds(duration: str) -> float:
+    """Seconds in a Prometheus duration such as ``1h30m``."""
+    match = _DURATION.match(duration)
+    if not match:
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return sum(
+        int(part[: -len(unit)]) * factor
+        for part, (unit, factor) in zip(match.groups(), _UNITS, strict=True)
+        if part
+    )
 
 
 def _format(value: Any) -> str:
@@ -310,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         for f in fields(Params):
             print(f"{f.name:24} {_format(f.default):18} {f.metadata['help']}")
+        for name, (compute, meaning) in DERIVED.items():
+            print(f"{name:24} {_format(compute(Params())):18} (derived) {meaning}")
         return 0
     try:
         params = PRESETS[args.preset](**_parse_set(args.set))

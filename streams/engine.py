@@ -75,6 +75,7 @@ from streams.state import (
     PartitionMark,
     PlatformAgg,
 )
+from streams.steps import run
 
 
 def wall_ms() -> int:
@@ -427,12 +428,7 @@ class Engine:
     # --- durability ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         """Encode everything changed since the last snapshot (see ``snapshot_steps``)."""
-        steps = self.snapshot_steps()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return run(self.snapshot_steps())
 
     RECORDS_PER_SLICE = 200
 

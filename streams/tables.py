@@ -22,6 +22,7 @@ from schemas.events import Rejected
 from streams.app import app, health, settings
 from streams.engine import Engine, Outcome, Snapshot
 from streams.market import MarketBoard
+from streams.steps import run_async
 from streams.topics import dead_letters, interactions
 
 log = logging.getLogger(__name__)
@@ -86,14 +87,8 @@ class Flusher:
             # the same step as the snapshot's dirty sets and marks (no await in between).
             events, dead = self._events, self._dead
             self._events, self._dead = [], []
-            steps = self.engine.snapshot_steps()
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as finished:
-                    snap = finished.value
-                    break
-                await asyncio.sleep(0)  # let the stream in between slices of encoding
+            # The stream gets in between slices of encoding.
+            snap = await run_async(self.engine.snapshot_steps())
             if not (len(snap) or events or dead):
                 return
             self._backlog.append(_Pending(snap, events, dead))

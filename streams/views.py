@@ -6,7 +6,6 @@ Both the Prometheus collector and ``GET /kpis`` call ``compute``; it merges each
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from streams.metrics import (
 from streams.settings import Settings
 from streams.sketches import Hll, Quantiles
 from streams.state import MENTIONS, CampaignAgg, PlatformAgg, merged
+from streams.steps import run, run_async
 
 LabelValues = tuple[str, ...]
 SeriesMap = dict[str, list[tuple[LabelValues, float]]]
@@ -107,12 +107,7 @@ def compute(
     ``remote``: (partition, market, platform, resolution, bucket index, mentions) published by
     the workers that own the other partitions; share of voice needs every account of a market.
     """
-    steps = _compute_steps(engine, settings, only_account, remote)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run(_compute_steps(engine, settings, only_account, remote))
 
 
 async def compute_async(
@@ -123,13 +118,7 @@ async def compute_async(
 ) -> SeriesMap:
     """``compute`` that gives the event loop back every few accounts, so a scrape of many
     accounts delays the stream by one slice at a time, not by the whole computation."""
-    steps = _compute_steps(engine, settings, only_account, remote)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-        await asyncio.sleep(0)
+    return await run_async(_compute_steps(engine, settings, only_account, remote))
 
 
 ACCOUNTS_PER_SLICE = 20

@@ -328,6 +328,86 @@ def test_fast_variant_fires_within_minutes(render: ModuleType, tmp_path: Path) -
     _assert_ok(_run(_tool("promtool"), "test", "rules", "fast_test.yml", cwd=tmp_path))
 
 
+def test_spike_alerts_need_an_old_enough_history(render: ModuleType) -> None:
+    """Both spike alerts count the samples of the history they average (see alerts.yml.tmpl)."""
+    assert render.seconds("1h30m") == 5400 and render.seconds("500ms") == 0.5
+    assert render.Params().spike_min_samples() == 540  # 3/4 of 12h at one sample a minute
+    assert render.Params.fast(window="1m", interval="5s").spike_min_samples() == 45
+    assert render.Params.fast(window="1m", interval="2s").spike_min_samples() == 113
+    assert render.Params(spike_min_history=1, interval="30s").spike_min_samples() == 1440
+    spikes = {a["alert"]: a["expr"] for a in _alerts() if a["alert"].endswith("Spike")}
+    assert set(spikes) == {"MentionSpike", "NegativeSentimentSpike"}
+    for name, expr in spikes.items():
+        averaged = re.search(r"avg_over_time\((\S+\[12h\] offset 1h)\)", expr)
+        assert averaged, name
+        assert f"count_over_time({averaged.group(1)}) >= 540" in expr, name
+    alerts = render.render_rules(render.Params.fast(window="1m", interval="5s"))["alerts.yml"]
+    assert alerts.count("[5m] offset 1m) >= 45\n") == 2
+
+
+def test_fast_variant_spike_needs_history(render: ModuleType, tmp_path: Path) -> None:
+    """The fast variant (5m history, 5s evaluation): steady mentions over a young history, whose
+    1m window fills up from zero, stay silent; a spike once 3/4 of the history is there fires."""
+    render.write(render.Params.fast(window="1m", interval="5s"), rules_dir=tmp_path)
+    labels = 'job="socialpulse",instance="w1:6066",platform="all",window="1m"'
+    new = labels.replace("platform=", 'account="new",platform=')
+    early = labels.replace("platform=", 'account="early",platform=')
+    late = labels.replace("platform=", 'account="late",platform=')
+    case = {
+        "rule_files": ["recording.yml", "alerts.yml"],
+        "evaluation_interval": "5s",
+        "tests": [
+            {
+                "interval": "5s",
+                "input_series": [
+                    # 0 -> 120 over the first minute (12 samples), then steady.
+                    {"series": f"social_mentions{{{new}}}", "values": "0+10x12 120x120"},
+                    # 10 a minute, 60 for a minute from 2m: 1m of history (13 samples).
+                    {"series": f"social_mentions{{{early}}}", "values": "10x23 60x12 10x96"},
+                    # 10 a minute, 60 from 4m50s: the history has 45 samples from 4m40s on.
+                    {"series": f"social_mentions{{{late}}}", "values": "10x57 60x60"},
+                ],
+                "alert_rule_test": [
+                    {"alertname": "MentionSpike", "eval_time": t, "exp_alerts": []}
+                    for t in ("1m30s", "2m", "2m40s", "3m", "8m")
+                ]
+                + [
+                    {
+                        "alertname": "MentionSpike",
+                        "eval_time": "5m50s",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "ticket",
+                                    "component": "kpi",
+                                    "job": "socialpulse",
+                                    "account": "late",
+                                    "platform": "all",
+                                    "window": "1m",
+                                },
+                                "exp_annotations": {
+                                    "summary": "Mentions of late are spiking",
+                                    "description": (
+                                        "late was mentioned 60 times in the last 1m, over 3 x "
+                                        "its average over the 5m before."
+                                    ),
+                                    "runbook": (
+                                        "Find what is being shared; check sentiment; join the "
+                                        "conversation if it helps."
+                                    ),
+                                    "runbook_url": "deploy/RUNBOOK.md#mentionspike",
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "fast_spike_test.yml").write_text(yaml.safe_dump(case, sort_keys=False))
+    _assert_ok(_run(_tool("promtool"), "test", "rules", "fast_spike_test.yml", cwd=tmp_path))
+
+
 def test_render_cli_writes_a_variant(render: ModuleType, tmp_path: Path) -> None:
     code = render.main(
         [
@@ -355,6 +435,9 @@ def test_render_cli_writes_a_variant(render: ModuleType, tmp_path: Path) -> None
         {"drop_factor": -1},
         {"min_clicks": True},
         {"runbook_base": 'x"y'},
+        {"spike_min_history": 0},
+        {"spike_min_history": 1.5},
+        {"spike_lookback": "30s"},
     ],
 )
 def test_render_rejects_bad_parameters(render: ModuleType, override: dict[str, Any]) -> None:
