@@ -83,9 +83,12 @@ KPI_ALERTS = ("EngagementRateDrop", "EngagementZero", "ResponseTimeSLA", "Overdu
 def rule_params() -> Any:
     render = load_render()
     # Thresholds keep their defaults (1000 impressions, 20 mentions ...): the traffic below
-    # reaches them. The offsets are shortened so that baselines exist within the run.
+    # reaches them. The offsets are shortened so that baselines exist within the run, and the
+    # spike alerts arm after a fifth of their lookback so that the normal period really tests
+    # them (with the default three quarters they would still be held back by the guard).
     return render.Params.fast(window=WINDOW, interval=f"{EVAL_S:g}s", baseline_day="1m",
-                              baseline_week="2m", response_sla_seconds=SLA_S, overdue_min=20)
+                              baseline_week="2m", response_sla_seconds=SLA_S, overdue_min=20,
+                              spike_min_history=0.2)
 
 
 def _sim(**kw: Any) -> SimulationConfig:
