@@ -137,9 +137,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             _log("profiling the worker with py-spy ...")
             args.profile.mkdir(parents=True, exist_ok=True)
             res["profile"] = await bench.profile(topic, n, args.profile)
-            if alo and res["profile"].get("status") == "ok":
-                for entry in (*res["profile"]["self"], *res["profile"]["inclusive"]):
-                    entry["cpu_us_per_event"] = round(entry["pct"] / 100 * alo.cpu_us, 2)
+            per = res["profile"].get("python_cpu_us_per_event")
+            if per:
+                for entry in (*res["profile"]["self"], *res["profile"]["inclusive"],
+                              *res["profile"]["stages"]):
+                    entry["python_cpu_us_per_event"] = round(entry["pct"] / 100 * per, 2)
     finally:
         broker.stop()
         if args.workdir is None:

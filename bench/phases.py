@@ -469,18 +469,48 @@ class Bench:
         if proc.returncode != 0 or not raw.exists():
             return {"status": "failed", "note": pyspy_out.decode(errors="replace")[-500:]}
         summary = summarize_profile(raw.read_text().splitlines())
+        records = end - start
+        # GIL samples at 100/s: Python CPU seconds = samples / 100.
         summary.update({"status": "ok", "collapsed_stacks": str(raw), "code": w.code,
-                        "records_during_profile": end - start,
+                        "records_during_profile": records,
+                        "python_cpu_us_per_event": round(summary["samples"] / 100 / records * 1e6,
+                                                         1) if records else None,
                         "seconds": self.sizes.profile_seconds,
                         "pyspy": pyspy_out.decode(errors="replace").strip().splitlines()[-2:]})
         return summary
 
 
+# Stages of the worker's work, by frames on the sampled stack (all must be present; the first
+# stage that matches takes the sample).
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("flush: engine snapshot (evict + encode)", ("Flusher.flush", "Engine.snapshot")),
+    ("flush: changelog producer.send", ("Flusher.flush", "AIOKafkaProducer.send")),
+    ("flush: other (acks, gather, event acks)", ("Flusher.flush",)),
+    ("agent: parse + validate", ("aggregate_interactions", "schemas/validate.py")),
+    ("agent: Engine._apply", ("aggregate_interactions", "Engine._apply")),
+    ("agent: other socialpulse code", ("aggregate_interactions", "(streams/")),
+    ("agent: faust stream iteration", ("aggregate_interactions",)),
+    ("consumer: faust per-message wait_first", ("Consumer._drain_messages", "wait_first")),
+    ("consumer: fetch and dispatch", ("Consumer._drain_messages",)),
+    # Tasks that wait_first spawns per message run as their own tasks, off the consumer's stack.
+    ("consumer: faust on_message task (decode, event, queue)",
+     ("Conductor._compile_message_handler",)),
+    ("consumer: wait_first's Event.wait tasks", ("Event.wait (asyncio/locks.py)",)),
+    ("consumer: thread hand-off (mode MethodQueue)", ("MethodQueue._process_enqueued",)),
+    ("aiokafka producer sender", ("aiokafka/producer/sender.py",)),
+    ("web (/metrics, /kpis)", ("(streams/web.py",)),
+    ("other", ()),
+)
+
+
 def summarize_profile(lines: Iterable[str], top: int = 30) -> dict[str, Any]:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    """Self and inclusive sample shares per function, and shares per stage, from py-spy's
+    collapsed stacks."""
     self_n: dict[str, int] = defaultdict(int)
     incl_n: dict[str, int] = defaultdict(int)
     by_file: dict[str, int] = defaultdict(int)
+    stages: dict[str, int] = defaultdict(int)
+    logging_n = 0
     total = 0
     for line in lines:
         stack, _, count = line.rpartition(" ")
@@ -493,6 +523,11 @@ def summarize_profile(lines: Iterable[str], top: int = 30) -> dict[str, Any]:
         by_file[_file_of(frames[-1])] += n
         for f in set(frames):
             incl_n[f] += n
+        joined = ";".join(frames)
+        stage = next(name for name, needles in STAGES if all(x in joined for x in needles))
+        stages[stage] += n
+        if "(logging/__init__.py)" in joined:
+            logging_n += n
 
     def table(d: dict[str, int]) -> list[dict[str, Any]]:
         items = sorted(d.items(), key=lambda kv: -kv[1])[:top]
@@ -500,7 +535,8 @@ def summarize_profile(lines: Iterable[str], top: int = 30) -> dict[str, Any]:
                 for k, v in items]
 
     return {"samples": total, "self": table(self_n), "inclusive": table(incl_n),
-            "self_by_file": table(by_file)}
+            "self_by_file": table(by_file), "stages": table(stages),
+            "logging_pct": round(100.0 * logging_n / total, 2) if total else 0.0}
 
 
 def _frame(f: str) -> str:

@@ -45,17 +45,28 @@ def event_ms(value: Any, headers: Any, timestamp: int, timestamp_type: Any) -> i
     return timestamp
 
 
+# Window updates and late drops, reported with the result as a sanity check of the pipeline.
+COUNTS = {"updates": 0, "late": 0}
+
+
+def on_late(*args: Any) -> bool:
+    COUNTS["late"] += 1
+    return False  # counted here instead of logged
+
+
 def _slot(t: str) -> int:
     return 0 if t == "impression" else 2 if t == "click" else 1
 
 
 def initializer(value: dict[str, Any]) -> dict[str, list[int]]:
+    COUNTS["updates"] += 1
     agg = {value["platform"]: [0, 0, 0]}
     agg[value["platform"]][_slot(value["type"])] = 1
     return agg
 
 
 def reducer(agg: dict[str, list[int]], value: dict[str, Any]) -> dict[str, list[int]]:
+    COUNTS["updates"] += 1
     counts = agg.get(value["platform"])
     if counts is None:
         counts = agg[value["platform"]] = [0, 0, 0]
@@ -84,12 +95,13 @@ def run(bootstrap: str, topic: str, expect: int, group: str, state_dir: Path) ->
     sdf = app.dataframe(source)
     sdf = sdf.filter(lambda v: v.get("type") in CORE)
     for label, width, keep in WINDOWS:
-        (sdf.tumbling_window(width, grace_ms=keep, name=f"core-{label}")
+        (sdf.tumbling_window(width, grace_ms=keep, name=f"core-{label}", on_late=on_late)
          .reduce(reducer, initializer).final())
     app.run()
     _, maxrss = self_usage()
     emit_report(int(state["n"]), state["t_first"], state["t_last"], state["cpu_first"],
-                state["cpu_last"], {"maxrss_kib": maxrss})
+                state["cpu_last"], {"maxrss_kib": maxrss, "window_updates": COUNTS["updates"],
+                                    "late": COUNTS["late"]})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -145,6 +145,13 @@ def render(res: dict[str, Any]) -> str:
         if prof.get("status") == "ok":
             add(f"{prof['samples']:,} samples over {prof['seconds']:.0f} s, "
                 f"{prof['records_during_profile']:,} records; stacks in {prof['collapsed_stacks']}")
+            per = prof.get("python_cpu_us_per_event")
+            add(f"Python CPU (GIL held) per event while profiled: {_num(per, '.1f')} us; "
+                f"by stage (share, us/event):")
+            for f in prof["stages"]:
+                us = f" {f['pct'] / 100 * per:6.1f} us" if per else ""
+                add(f"  {f['pct']:6.2f}%{us}  {f['function']}")
+            add(f"  (in logging calls, across stages: {prof['logging_pct']:.2f}%)")
             add("self time (top 20):")
             for f in prof["self"][:20]:
                 add(f"  {f['pct']:6.2f}%  {f['function']}")
@@ -156,7 +163,14 @@ def render(res: dict[str, Any]) -> str:
     quix = res.get("quix_install")
     if quix:
         add("")
-        add(f"quixstreams: {quix}")
+        if quix.get("status") == "ok":
+            hits = quix["agents_or_schemas_files"]
+            add(f"quixstreams {quix['version']} runs from its own venv ({quix['python']}); "
+                f"files of packages named agents/schemas there: {hits or 'none'}")
+            for c in quix["conflicts_with_project_venv"]:
+                add(f"  not in the project's .venv: {c}")
+        else:
+            add(f"quixstreams: {quix}")
     add("")
     add(f"total {res['meta'].get('total_seconds', 0):.0f} s")
     return "\n".join(out)

@@ -122,6 +122,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     require_broker(settings)
     asyncio.run(ensure_topics(settings))
     logging.basicConfig(level=settings.log_level)
+    # aiokafka builds a debug record for every produced message when DEBUG leaks in from a
+    # handler setup; the changelog writes would pay for it on every flush.
+    logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
     from faust.worker import Worker
 
     from streams.app import app

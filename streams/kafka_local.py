@@ -516,6 +516,13 @@ def kill(data_dir: Path) -> bool:
     return True
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for brokers, workers, tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def is_reachable(bootstrap: str, timeout: float) -> bool:
     """Whether something accepts TCP connections at the first ``host:port`` of ``bootstrap``."""
     first = bootstrap.split(",", 1)[0].strip()
