@@ -33,16 +33,6 @@ class Hll:
     def estimate(self) -> float:
         return float(self._sk.get_estimate())
 
-    def is_empty(self) -> bool:
-        return bool(self._sk.is_empty())
-
-    def to_bytes(self) -> bytes:
-        return bytes(self._sk.serialize_compact())
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Hll:
-        return cls(ds.hll_sketch.deserialize(data))
-
     def to_b64(self) -> str:
         """For JSON records: base64 is a third larger than the bytes, hex would be double."""
         return b64encode(self._sk.serialize_compact()).decode("ascii")

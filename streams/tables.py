@@ -48,7 +48,6 @@ class Flusher:
         self._dead: list[tuple[int, int, bytes | None, bytes, Rejected]] = []
         # Snapshots whose write failed (broker away): rewritten, oldest first, before newer ones.
         self._backlog: list[_Pending] = []
-        self.last_flush = time.monotonic()
         # The agent adds to this on every record; the flusher swaps it out and counts it.
         self.outcome = Outcome()
         self.records_total = 0
@@ -80,7 +79,6 @@ class Flusher:
     async def flush(self) -> None:
         async with self.lock:
             started = time.monotonic()
-            self.last_flush = started
             outcome, self.outcome = self.outcome, Outcome()
             self._count(outcome)
             # The records to ack are exactly those applied before the snapshot starts: taken in
