@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 from collections import Counter, defaultdict
