@@ -79,8 +79,8 @@ def _fmt(value: float) -> str:
 
 def render_text(series: SeriesMap) -> bytes:
     """The KPI families in Prometheus text format, the same text ``generate_latest`` gives for
-    ``KpiCollector`` (a test holds them equal), several times faster: label sets are formatted
-    once per (account, platform, window) rather than once per sample. For large scrapes."""
+    ``KpiCollector`` (a test holds them equal), but label sets are formatted once per
+    (account, platform, window) rather than once per sample. For large scrapes."""
     out: list[str] = []
     prefixes: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 

@@ -23,15 +23,21 @@ from streams.views import SeriesMap, compute_async
 
 
 class _ScrapeCache:
-    """The last computed series, shared by concurrent scrapes (one compute at a time)."""
+    """The last computed series. One compute at a time; a scrape that arrives while one runs
+    waits for it and uses its result instead of computing the same thing again."""
 
     def __init__(self) -> None:
         self.series: SeriesMap | None = None
         self.lock = asyncio.Lock()
+        self.generation = 0
 
     async def refresh(self) -> None:
+        arrived_at = self.generation
         async with self.lock:
+            if self.generation != arrived_at:
+                return  # a compute finished after this scrape arrived: its values are fresh
             self.series = await compute_async(engine, settings, remote=board.entries())
+            self.generation += 1
 
 
 _cache = _ScrapeCache()
@@ -58,7 +64,8 @@ async def metrics(view: web.View, request: web.Request) -> web.Response:
     series = _cache.series or {}
     # Text for many series takes a while: a thread renders the finished, immutable series while
     # the event loop keeps consuming (it gets the GIL back every few ms). render_text is
-    # KpiCollector's output, formatted faster (tests/unit/streams/test_exporter.py).
+    # KpiCollector's output (tests/unit/streams/test_exporter.py holds them equal), formatted
+    # without prometheus-client's per-sample label rendering.
     kpi_text = await asyncio.get_running_loop().run_in_executor(None, render_text, series)
     body = generate_latest(registry) + kpi_text
     # aiohttp refuses a charset inside content_type=, so the exact header goes in as a header.
