@@ -1,25 +1,24 @@
-"""Agent ``aggregate_interactions``: every input record into the engine, acked after a flush."""
+"""Agent ``aggregate_interactions``: each fetched batch of input records into the engine.
+
+A batch agent (``streams.intake``): one call per partition and fetch, not per record. It acks
+nothing; the flusher acks a partition's records once the state that holds them is written.
+"""
 
 from __future__ import annotations
 
-from faust import StreamT
+from collections.abc import Sequence
 
 from streams.app import app, settings
-from streams.engine import wall_ms
+from streams.engine import Record, wall_ms
 from streams.tables import engine, flusher
 from streams.topics import interactions
 
+_limit = settings.flush_max_events
 
-@app.agent(interactions, name="aggregate_interactions")
-async def aggregate_interactions(stream: StreamT) -> None:
-    # noack: an input record is acked only once the flusher has written the state that holds it.
-    ingest = engine.ingest
-    hold = flusher.hold
-    limit = settings.flush_max_events
-    # StreamT's stubs omit noack(); the concrete Stream has it.
-    async for event in stream.noack().events():  # type: ignore[attr-defined]
-        msg = event.message
-        ingest(msg.partition, msg.offset, msg.key, msg.value, wall_ms(), flusher.outcome)
-        hold(event)
-        if flusher.pending >= limit:
-            await flusher.flush()
+
+@app.batch_agent(interactions)
+async def aggregate_interactions(partition: int, records: Sequence[Record]) -> None:
+    engine.ingest_records(partition, records, wall_ms(), flusher.outcome)
+    flusher.hold(partition, records[-1].offset, len(records))
+    if flusher.pending >= _limit:
+        await flusher.flush()

@@ -11,9 +11,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from faust.types import TopicT, TransportT
 from prometheus_client import CollectorRegistry
 
 from streams import __version__
+from streams.intake import BatchHandler, BatchTransport
 from streams.metrics import Health
 from streams.settings import Settings, load
 
@@ -34,15 +36,41 @@ def _credentials(settings: Settings) -> Any:
 
 
 class App(faust.App):
-    """faust.App with hooks that run when the worker stops, before the consumer does.
+    """faust.App with batch agents and hooks that run when the worker stops.
 
-    faust commits acked offsets as its consumer stops; a hook that flushes state here gets the
-    records it covers acked in time for that last commit (a graceful stop replays nothing).
+    Batch agents (:meth:`batch_agent`) get each partition's fetched records in one call, below
+    faust's per-record stream (``streams.intake`` says why). faust commits acked offsets as its
+    consumer stops; a ``before_stop`` hook that flushes state gets the records it covers acked in
+    time for that last commit (a graceful stop replays nothing).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
+        self.batch_handlers: dict[str, BatchHandler] = {}
+
+    def batch_agent(self, topic: TopicT) -> Callable[[BatchHandler], BatchHandler]:
+        """Register ``fn(partition, records)`` as the one consumer of ``topic``'s records.
+
+        The agent acks nothing itself: it (or what it hands the records to) calls
+        ``app.consumer.ack_through`` once the records are covered by durable state.
+        """
+
+        if topic.acks:
+            raise ValueError("a batch agent's topic is declared with acks=False")
+
+        def register(fn: BatchHandler) -> BatchHandler:
+            for topic_name in topic.topics:
+                if topic_name in self.batch_handlers:
+                    raise ValueError(f"{topic_name} already has a batch agent")
+                self.batch_handlers[topic_name] = fn
+            self.topics.add(topic)  # subscribed like any agent's topic
+            return fn
+
+        return register
+
+    def _new_transport(self) -> TransportT:
+        return BatchTransport(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:
         for hook in self.before_stop:
@@ -76,6 +104,9 @@ def build_app(settings: Settings) -> App:
         autodiscover=["agents", "streams.web"],
         origin="streams",
         producer_max_request_size=8 * 1024 * 1024,
+        # A flush ships its records in batches this big (streams.outlet); below the broker's
+        # default message.max.bytes (1 MiB), which bounds a batch on the DLQ and market topics.
+        producer_max_batch_size=512 * 1024,
         consumer_max_fetch_size=8 * 1024 * 1024,
         broker_commit_interval=1.0,
         # A dead worker's partitions should move within seconds, not faust's default minute.

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TP, EventT
+from faust.types import TP
 
 from schemas.events import Rejected
 from streams.app import app, health, settings
 from streams.engine import Engine, Outcome, Snapshot
+from streams.intake import BatchConsumer
 from streams.market import MarketBoard
+from streams.outlet import OutRecord, send_all
 from streams.steps import run_async
 from streams.topics import dead_letters, interactions
 
@@ -33,7 +35,7 @@ CHANGELOG_MAX_BYTES = 8 * 1024 * 1024
 @dataclass
 class _Pending:
     snapshot: Snapshot
-    events: list[EventT]
+    acks: dict[int, int]  # partition -> last offset the snapshot covers
     dead: list[tuple[int, int, bytes | None, bytes, Rejected]]
 
 
@@ -44,7 +46,8 @@ class Flusher:
         self.engine = engine
         self.table = table
         self.lock = asyncio.Lock()
-        self._events: list[EventT] = []
+        self._acks: dict[int, int] = {}
+        self._pending = 0
         self._dead: list[tuple[int, int, bytes | None, bytes, Rejected]] = []
         # Snapshots whose write failed (broker away): rewritten, oldest first, before newer ones.
         self._backlog: list[_Pending] = []
@@ -53,9 +56,11 @@ class Flusher:
         self.records_total = 0
         self.flushes_total = 0
 
-    def hold(self, event: EventT) -> None:
-        """An input record that may be acked once the state holding it is written."""
-        self._events.append(event)
+    def hold(self, partition: int, last_offset: int, count: int) -> None:
+        """Records of ``partition`` up to ``last_offset``, to ack once the state holding them
+        is written."""
+        self._acks[partition] = last_offset
+        self._pending += count
 
     def _count(self, outcome: Outcome) -> None:
         """Fold a flush interval's outcome into the health counters (once per flush)."""
@@ -74,7 +79,7 @@ class Flusher:
 
     @property
     def pending(self) -> int:
-        return len(self._events)
+        return self._pending
 
     async def flush(self) -> None:
         async with self.lock:
@@ -83,13 +88,13 @@ class Flusher:
             self._count(outcome)
             # The records to ack are exactly those applied before the snapshot starts: taken in
             # the same step as the snapshot's dirty sets and marks (no await in between).
-            events, dead = self._events, self._dead
-            self._events, self._dead = [], []
+            acks, dead = self._acks, self._dead
+            self._acks, self._dead, self._pending = {}, [], 0
             # The stream gets in between slices of encoding.
             snap = await run_async(self.engine.snapshot_steps())
-            if not (len(snap) or events or dead):
+            if not (len(snap) or acks or dead):
                 return
-            self._backlog.append(_Pending(snap, events, dead))
+            self._backlog.append(_Pending(snap, acks, dead))
             try:
                 await self._write_backlog()
             except Exception as exc:  # the broker may be away: keep the backlog, retry next time
@@ -100,34 +105,35 @@ class Flusher:
             health.flush_seconds.inc(time.monotonic() - started)
 
     async def _write_backlog(self) -> None:
-        producer = app.producer
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+        consumer = app.consumer
+        assert isinstance(consumer, BatchConsumer)
+        topic = interactions.get_topic_name()
         changelog = self.table.changelog_topic.get_topic_name()
         dlq = dead_letters.get_topic_name()
+        markets = settings.market_topic
         while self._backlog:
             item = self._backlog[0]
-            futs: list[Any] = []
-            for p, key, value in item.snapshot.first:
-                futs.append(await producer.send(changelog, key, value, p, None, None))
-            for p, offset, dkey, raw, rej in item.dead:
-                headers = [
-                    ("reason", rej.reason.value.encode()),
-                    ("detail", rej.detail.encode()),
-                    ("source", f"{interactions.get_topic_name()}/{p}/{offset}".encode()),
-                ]
-                futs.append(await producer.send(dlq, dkey, raw, None, None, headers))
-            await asyncio.gather(*futs)
+            first: list[OutRecord] = [(changelog, p, key, value, [])
+                                      for p, key, value in item.snapshot.first]
+            # A dead letter goes to the DLQ partition of its source's number.
+            first.extend((dlq, p, dkey, raw, [
+                ("reason", rej.reason.value.encode()),
+                ("detail", rej.detail.encode()),
+                ("source", f"{topic}/{p}/{offset}".encode()),
+            ]) for p, offset, dkey, raw, rej in item.dead)
+            await send_all(producer, first)
             # Marks only after everything they vouch for is acknowledged by the broker.
-            futs = [await producer.send(changelog, mkey, mvalue, p, None, None)
-                    for p, mkey, mvalue in item.snapshot.marks]
-            markets = settings.market_topic
-            for p, mkey, mvalue in item.snapshot.markets:
-                futs.append(await producer.send(markets, mkey, mvalue, p, None, None))
+            then: list[OutRecord] = [(changelog, p, mkey, mvalue, [])
+                                     for p, mkey, mvalue in item.snapshot.marks]
+            then.extend((markets, p, mkey, mvalue, [])
+                        for p, mkey, mvalue in item.snapshot.markets)
             for p in item.snapshot.offsets:
-                for dead_key in board.expired(p, self.engine.floors(p)):
-                    futs.append(await producer.send(markets, dead_key, None, p, None, None))
-            await asyncio.gather(*futs)
-            for event in item.events:
-                event.ack()
+                then.extend((markets, p, dead_key, None, [])
+                            for dead_key in board.expired(p, self.engine.floors(p)))
+            await send_all(producer, then)
+            for p, last in item.acks.items():
+                consumer.ack_through(TP(topic, p), last + 1)
             self._backlog.pop(0)
 
     async def forget(self, partitions: set[int]) -> None:
@@ -138,10 +144,14 @@ class Flusher:
                 item.snapshot.marks = [r for r in item.snapshot.marks if r[0] not in partitions]
                 item.snapshot.markets = [r for r in item.snapshot.markets
                                          if r[0] not in partitions]
-                item.events = [e for e in item.events if e.message.partition not in partitions]
+                item.acks = {p: o for p, o in item.acks.items() if p not in partitions}
                 item.dead = [d for d in item.dead if d[0] not in partitions]
-            self._events = [e for e in self._events if e.message.partition not in partitions]
+            self._acks = {p: o for p, o in self._acks.items() if p not in partitions}
             self._dead = [d for d in self._dead if d[0] not in partitions]
+            consumer = app.consumer
+            if isinstance(consumer, BatchConsumer):
+                topic = interactions.get_topic_name()
+                consumer.forget_acks({TP(topic, p) for p in partitions})
             for p in partitions:
                 self.engine.drop(p)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from streams.app import app, settings
 
 # Records stay raw bytes: the engine validates them itself, so that a malformed record reaches
-# the dead-letter topic byte for byte instead of failing inside a faust codec.
+# the dead-letter topic byte for byte instead of failing inside a faust codec. A batch agent reads
+# it (streams.intake): acks are one offset per partition after a flush, not one per record.
 interactions = app.topic(
     settings.input_topic,
     key_type=bytes,
@@ -13,6 +14,7 @@ interactions = app.topic(
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,
+    acks=False,
 )
 dead_letters = app.topic(
     settings.dlq_topic,
