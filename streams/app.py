@@ -18,7 +18,6 @@ from streams import __version__
 from streams.metrics import Health
 from streams.settings import Settings, load
 
-
 # Every topic and table of socialpulse is "raw" bytes (the engine parses JSON itself). faust still
 # registers pickle codecs, and pickle.loads on a record is code execution for whoever can write to
 # the topic: take them out of the registry, so that no configuration can ever select one.

@@ -192,6 +192,11 @@ def start_local_kafka(settings: Settings) -> bool:
     if not (settings.kafka_embedded and _is_loopback(host)):
         raise CliError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers} and it is "
                        "not a local address socialpulse may start a broker on")
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        # A plaintext broker would only fail the secured clients' handshake a moment later.
+        raise CliError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}; the embedded "
+                       "broker socialpulse starts is PLAINTEXT only, not "
+                       f"{settings.kafka_security_protocol}: start a secured broker yourself")
     print(f"starting local Kafka {settings.kafka_version} on 127.0.0.1:{port} "
           f"(jars cached in {settings.kafka_cache_dir}) ...", flush=True)
     broker = kafka_local.start(

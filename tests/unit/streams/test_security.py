@@ -193,3 +193,36 @@ def test_exported_label_values_are_validated_slugs_only() -> None:
         if text and text not in fixed and not SLUG.fullmatch(text):
             assert text not in seen
     assert {"acme", "x", "spring", "signup", "EUR"} <= seen
+
+
+# --- one source of client security settings ----------------------------------------------------
+def test_every_kafka_client_gets_the_settings_helper_kwargs() -> None:
+    """Each aiokafka client of the product is built with ``**settings.kafka_client_kwargs()``
+    (or the CLI's checked wrapper of it), so none can miss the TLS/SASL settings. kafka_local's
+    readiness probe is the exception: its caller hands it those same kwargs."""
+    clients = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient"}
+    helpers = {"kafka_client_kwargs", "_client_kwargs"}
+    calls = []
+    for path in _product_sources():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in clients):
+                continue
+            spread = [k.value for k in node.keywords if k.arg is None]
+            ok = any(isinstance(v, ast.Call) and (
+                getattr(v.func, "attr", None) in helpers or getattr(v.func, "id", None) in helpers)
+                for v in spread)
+            if path.name == "kafka_local.py":
+                ok = [getattr(v, "id", None) for v in spread] == ["auth"]
+            calls.append((f"{path.name}:{node.lineno}", ok))
+    assert len(calls) >= 4, calls
+    assert all(ok for _, ok in calls), calls
+
+
+def test_embedded_broker_is_not_started_for_a_secured_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kafka_local, "is_reachable", lambda *_a: False)
+    s = _sasl_settings(kafka_bootstrap_servers="127.0.0.1:1")
+    with pytest.raises(cli.CliError, match="PLAINTEXT only, not SASL_SSL"):
+        cli.start_local_kafka(s)
