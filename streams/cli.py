@@ -110,35 +110,45 @@ async def _probe(settings: Settings, kwargs: dict[str, Any], timeout: float) -> 
     where = f"Kafka at {host}:{port}"
     protocol = settings.kafka_security_protocol
     kwargs = {k: v for k, v in kwargs.items() if k != "bootstrap_servers"}
-    try:
-        conn = await asyncio.wait_for(
-            create_conn(host, port, client_id="socialpulse-preflight",
-                        request_timeout_ms=int(timeout * 1000), **kwargs),
-            timeout=timeout,
-        )
-    except SaslAuthenticationFailed:
-        # The broker's message says no more than this; the password is never part of it.
-        raise CliError(
-            f"authentication failed for user {settings.kafka_sasl_username!r} "
-            f"({settings.kafka_sasl_mechanism} over {protocol}, {where}): check "
-            "SOCIALPULSE_KAFKA_SASL_USERNAME and SOCIALPULSE_KAFKA_SASL_PASSWORD"
-        ) from None
-    except (UnsupportedSaslMechanismError, IllegalSaslStateError) as exc:
-        raise CliError(f"{where} refused SASL {settings.kafka_sasl_mechanism}: "
-                       f"{_describe(exc)} (check SOCIALPULSE_KAFKA_SASL_MECHANISM)") from None
-    except ssl.SSLCertVerificationError as exc:
-        raise CliError(f"the TLS certificate of {where} is not trusted: "
-                       f"{exc.verify_message} (check SOCIALPULSE_KAFKA_SSL_CAFILE)") from None
-    except ssl.SSLError as exc:
-        raise CliError(f"TLS handshake with {where} failed: {exc.reason or _describe(exc)} "
-                       "(check SOCIALPULSE_KAFKA_SECURITY_PROTOCOL)") from None
-    except TimeoutError:
-        raise CliError(f"{where} did not answer within {timeout:g} s over {protocol} "
-                       "(check SOCIALPULSE_KAFKA_SECURITY_PROTOCOL)") from None
-    except (KafkaError, OSError) as exc:
-        raise CliError(f"cannot talk to {where} over {protocol}: {_describe(exc)} "
-                       "(check SOCIALPULSE_KAFKA_SECURITY_PROTOCOL)") from None
-    conn.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = max(1.0, deadline - loop.time())
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, port, client_id="socialpulse-preflight",
+                            request_timeout_ms=int(left * 1000), **kwargs),
+                timeout=left,
+            )
+        except SaslAuthenticationFailed:
+            # The broker's message says no more than this; the password is never part of it.
+            raise CliError(
+                f"authentication failed for user {settings.kafka_sasl_username!r} "
+                f"({settings.kafka_sasl_mechanism} over {protocol}, {where}): check "
+                "SOCIALPULSE_KAFKA_SASL_USERNAME and SOCIALPULSE_KAFKA_SASL_PASSWORD"
+            ) from None
+        except (UnsupportedSaslMechanismError, IllegalSaslStateError) as exc:
+            raise CliError(f"{where} refused SASL {settings.kafka_sasl_mechanism}: "
+                           f"{_describe(exc)} (check SOCIALPULSE_KAFKA_SASL_MECHANISM)") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise CliError(f"the TLS certificate of {where} is not trusted: "
+                           f"{exc.verify_message} (check SOCIALPULSE_KAFKA_SSL_CAFILE)") from None
+        except ssl.SSLError as exc:
+            raise CliError(f"TLS handshake with {where} failed: {exc.reason or _describe(exc)} "
+                           "(check SOCIALPULSE_KAFKA_SECURITY_PROTOCOL)") from None
+        except TimeoutError:
+            raise CliError(f"{where} did not answer within {timeout:g} s over {protocol} "
+                           "(check SOCIALPULSE_KAFKA_SECURITY_PROTOCOL)") from None
+        except (KafkaError, OSError) as exc:
+            # A broker that is still starting may drop a connection: those are retried (a
+            # listener of another protocol drops it every time, and ends up here at the deadline).
+            if loop.time() + 0.5 < deadline:
+                await asyncio.sleep(0.5)
+                continue
+            raise CliError(f"cannot talk to {where} over {protocol}: {_describe(exc)} "
+                           "(check SOCIALPULSE_KAFKA_SECURITY_PROTOCOL)") from None
+        conn.close()
+        return
 
 
 async def ensure_topics(settings: Settings) -> None:
