@@ -277,3 +277,18 @@ def test_wrong_password_is_one_line_and_exit_2(
     figure(FAULT, f"wrong password: `socialpulse {command}` time to fail", round(seconds, 1), "s")
     if command == "worker":
         assert not (tmp_path / "worker").exists() or not any((tmp_path / "worker").iterdir())
+
+
+def test_untrusted_broker_certificate_is_refused(
+    secure_kafka: SecureBroker, secure_env: dict[str, str], tmp_path: Path
+) -> None:
+    """TLS is verified: with another CA as SOCIALPULSE_KAFKA_SSL_CAFILE nothing connects (and
+    the password is never sent to a broker the client does not trust)."""
+    _, other_ca = make_certificates(tmp_path / "other-ca")
+    env = {**secure_env, "SOCIALPULSE_KAFKA_SSL_CAFILE": str(other_ca)}
+    done = _cli(env, "produce", "-", timeout=90)
+    output = done.stdout + done.stderr
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert done.returncode == 2, output
+    assert len(lines) == 1 and "TLS certificate of Kafka at" in lines[0], output
+    assert "not trusted" in lines[0] and secure_kafka.password not in output
