@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from faust.serializers import codecs
 from faust.types import TopicT, TransportT
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +19,12 @@ from streams import __version__
 from streams.intake import BatchHandler, BatchTransport
 from streams.metrics import Health
 from streams.settings import Settings, load
+
+# Every topic and table of socialpulse is "raw" bytes (the engine parses JSON itself). faust still
+# registers pickle codecs, and pickle.loads on a record is code execution for whoever can write to
+# the topic: take them out of the registry, so that no configuration can ever select one.
+for _name in [n for n in codecs.codecs if "pickle" in n]:
+    del codecs.codecs[_name]
 
 
 def _credentials(settings: Settings) -> Any:

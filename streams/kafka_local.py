@@ -44,9 +44,10 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -56,6 +57,7 @@ __all__ = [
     "is_reachable",
     "kill",
     "resolve_classpath",
+    "sasl_ssl_config",
     "start",
     "status",
     "stop",
@@ -307,6 +309,8 @@ def _write_properties(path: Path, props: dict[str, str]) -> None:
     # Backslashes are escapes in the .properties format (Windows-free here, but be exact).
     lines += [f"{k}={v.replace(chr(92), chr(92) * 2)}" for k, v in props.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # It may hold the inter-broker SASL password: readable by its owner only.
+    path.chmod(0o600)
 
 
 def _write_logging_config(data_dir: Path) -> tuple[Path, Path]:
@@ -562,9 +566,14 @@ def _listener_protocol(props: dict[str, str], port: int) -> str | None:
     return None
 
 
-async def _broker_count(bootstrap: str, timeout: float) -> int:
+async def _broker_count(
+    bootstrap: str, timeout: float, client_config: Mapping[str, Any] | None = None
+) -> int:
     ms = max(1000, int(timeout * 1000))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms)
+    # The caller's client settings (TLS context, SASL credentials) minus the address, which is
+    # the broker's own: a secured listener is probed the way its clients will talk to it.
+    auth = {k: v for k, v in (client_config or {}).items() if k != "bootstrap_servers"}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms, **auth)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -573,11 +582,13 @@ async def _broker_count(bootstrap: str, timeout: float) -> int:
         await admin.close()
 
 
-def _answers_metadata(bootstrap: str, timeout: float) -> bool:
+def _answers_metadata(
+    bootstrap: str, timeout: float, client_config: Mapping[str, Any] | None = None
+) -> bool:
     # start() is synchronous and may be called from inside a running event loop (an async test
     # or fixture), where asyncio.run() is refused: so the probe gets a loop on its own thread.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(asyncio.run, _broker_count(bootstrap, timeout))
+        future = pool.submit(asyncio.run, _broker_count(bootstrap, timeout, client_config))
         try:
             return future.result(timeout=timeout + 5) > 0
         except Exception:
@@ -610,8 +621,41 @@ def _log_since(path: Path, offset: int) -> str:
         return ""
 
 
+# What the storage tool's `--add-scram NAME=[name=...,password=...]` syntax can carry unquoted.
+_SCRAM_TEXT_RE = re.compile(r"^[A-Za-z0-9_.@+:/~!#$%^&*()-]{1,256}$")
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _scram_args(users: Mapping[str, str], mechanism: str) -> list[str]:
+    """``--add-scram`` arguments that create ``users`` (name -> password) at format time."""
+    if mechanism not in SCRAM_MECHANISMS:
+        raise ValueError(f"not a SCRAM mechanism: {mechanism!r} (one of {SCRAM_MECHANISMS})")
+    args: list[str] = []
+    for name, password in users.items():
+        # Never quote a password in an error: this message may end up in a log.
+        if not _SCRAM_TEXT_RE.match(name):
+            raise ValueError(f"SCRAM user name {name!r} has characters the storage tool "
+                             "cannot take (allowed: letters, digits and _.@+:/~!#$%^&*()-)")
+        if not _SCRAM_TEXT_RE.match(password):
+            raise ValueError(f"the SCRAM password of user {name!r} has characters the storage "
+                             "tool cannot take (allowed: letters, digits and _.@+:/~!#$%^&*()-)")
+        args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return args
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 def _format_storage(
-    java_cmd: list[str], props: dict[str, str], props_file: Path, log_file: Path
+    java_cmd: list[str],
+    props: dict[str, str],
+    props_file: Path,
+    log_file: Path,
+    scram: list[str] | None = None,
+    secrets: list[str] | None = None,
 ) -> None:
     dirs = _storage_dirs(props)
     if dirs and all((d / "meta.properties").is_file() for d in dirs):
@@ -622,16 +666,58 @@ def _format_storage(
     if "controller.quorum.voters" not in props and "controller.quorum.bootstrap.servers" in props:
         # A dynamic quorum (KIP-853) has to be seeded with its first voter at format time.
         cmd.append("--standalone")
+    # SCRAM credentials go into the metadata log's bootstrap records: the broker can then
+    # authenticate clients (and itself, between listeners) from its very first start.
+    cmd += scram or []
     done = subprocess.run(
         cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False
     )
+    output = _redact(done.stdout + done.stderr, secrets or [])
     with log_file.open("a", encoding="utf-8") as log:
-        log.write(done.stdout + done.stderr)
+        log.write(output)
     if done.returncode != 0:
         raise RuntimeError(
-            f"formatting Kafka storage failed (exit {done.returncode}):\n"
-            f"{(done.stdout + done.stderr)[-4000:]}"
+            f"formatting Kafka storage failed (exit {done.returncode}):\n{output[-4000:]}"
         )
+
+
+def sasl_ssl_config(
+    port: int,
+    controller_port: int,
+    *,
+    keystore_pem: Path,
+    truststore_pem: Path,
+    inter_broker_user: str,
+    inter_broker_password: str,
+    mechanism: str = "SCRAM-SHA-512",
+) -> dict[str, str]:
+    """``extra_config`` for :func:`start` that makes the client listener SASL_SSL (SCRAM).
+
+    ``keystore_pem`` holds the broker's PKCS#8 private key (unencrypted) followed by its
+    certificate chain; ``truststore_pem`` the CA certificate(s) clients and the broker trust.
+    There is no plaintext client listener left: the broker talks to itself over the same
+    SASL_SSL listener as ``inter_broker_user``, who must be one of the ``scram_users`` given to
+    :func:`start`. The KRaft controller listener stays PLAINTEXT on 127.0.0.1 (local only).
+    """
+    if mechanism not in SCRAM_MECHANISMS:
+        raise ValueError(f"not a SCRAM mechanism: {mechanism!r}")
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{inter_broker_user}" password="{inter_broker_password}";'
+    )
+    return {
+        "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
+        "inter.broker.listener.name": "SASL_SSL",
+        "sasl.enabled.mechanisms": mechanism,
+        "sasl.mechanism.inter.broker.protocol": mechanism,
+        f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config": jaas,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore_pem),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(truststore_pem),
+        "ssl.client.auth": "none",
+    }
 
 
 def start(
@@ -644,6 +730,9 @@ def start(
     heap: str = "512m",
     extra_config: dict[str, str] | None = None,
     wait_seconds: float = 90,
+    scram_users: Mapping[str, str] | None = None,
+    scram_mechanism: str = "SCRAM-SHA-512",
+    client_config: Mapping[str, Any] | None = None,
 ) -> LocalKafka:
     """Start a detached single-node KRaft broker on 127.0.0.1:``port`` and wait until it serves.
 
@@ -652,6 +741,14 @@ def start(
     first start of a data directory and reused afterwards. Raises RuntimeError, with the tail of
     the broker's log, if the broker exits or does not answer within ``wait_seconds``; a broker
     that timed out is killed rather than left behind.
+
+    ``scram_users`` (name -> password) are created with ``scram_mechanism`` when the storage is
+    formatted, i.e. on the first start of ``data_dir`` only (see :func:`sasl_ssl_config`).
+    ``client_config`` holds the aiokafka client arguments (``security_protocol``, ``ssl_context``,
+    ``sasl_*``; a ``bootstrap_servers`` entry is ignored) with which readiness is probed: a
+    metadata round trip over the client listener, authenticated, is the only proof that the
+    broker serves clients. Without it a non-PLAINTEXT listener is only checked for the started
+    log line and a TCP connect.
     """
     if not _HEAP_RE.match(heap):
         raise ValueError(f"heap must look like 512m or 1g: {heap!r}")
@@ -678,7 +775,9 @@ def start(
         log.write(
             f"\n===== streams.kafka_local: starting Kafka {version} at {time.ctime()} =====\n"
         )
-    _format_storage(java_cmd, props, props_file, log_file)
+    scram = _scram_args(scram_users or {}, scram_mechanism)
+    _format_storage(java_cmd, props, props_file, log_file, scram,
+                    secrets=list((scram_users or {}).values()))
 
     # Only what this start writes counts when looking for the started line: the log is appended
     # to across restarts, and an earlier run's line must not pass for this one's.
@@ -701,8 +800,9 @@ def start(
     broker = LocalKafka(bootstrap=bootstrap, pid=proc.pid, data_dir=data_dir, log_file=log_file)
 
     # A metadata round trip is the real test of "serves clients", but it needs to speak the
-    # listener's protocol; for a TLS/SASL listener the log line plus a TCP connect has to do.
-    plaintext = _listener_protocol(props, port) == "PLAINTEXT"
+    # listener's protocol: a plaintext client for PLAINTEXT, the caller's client settings for a
+    # TLS/SASL listener; without those, the log line plus a TCP connect has to do.
+    probe = _listener_protocol(props, port) == "PLAINTEXT" or client_config is not None
     deadline = time.monotonic() + wait_seconds
     started = False
     while True:
@@ -716,7 +816,7 @@ def start(
         started = started or _STARTED_LINE in _log_since(log_file, offset)
         if started and is_reachable(bootstrap, 1.0):
             remaining = max(1.0, deadline - time.monotonic())
-            if not plaintext or _answers_metadata(bootstrap, min(5.0, remaining)):
+            if not probe or _answers_metadata(bootstrap, min(5.0, remaining), client_config):
                 return broker
         if time.monotonic() > deadline:
             kill(data_dir)
