@@ -123,7 +123,8 @@ class PartitionState:
 
     __slots__ = (
         "buckets", "chunk_seq", "chunks", "cores", "dedup", "dirty_buckets", "dirty_cores",
-        "dirty_deleted", "dirty_markets", "last_offset", "mark", "new_ids", "new_ids_ts",
+        "dirty_deleted", "dirty_markets", "last_offset", "mark", "market_totals", "new_ids",
+        "new_ids_ts",
     )
 
     def __init__(self) -> None:
@@ -140,7 +141,18 @@ class PartitionState:
         self.dirty_deleted: list[bytes] = []
         # (market, resolution, bucket index) whose mention total this partition must republish
         self.dirty_markets: set[tuple[str, int, int]] = set()
+        # Mentions per (market, resolution, bucket index) and platform, kept as they are applied
+        # (summing the accounts of a market at each flush cost more than the events did).
+        self.market_totals: dict[tuple[str, int, int], dict[str, float]] = {}
         self.last_offset = -1
+
+    def add_mentions(self, market: str, res: int, idx: int, platform: str, n: float) -> None:
+        slot = (market, res, idx)
+        totals = self.market_totals.get(slot)
+        if totals is None:
+            totals = self.market_totals[slot] = {}
+        totals[platform] = totals.get(platform, 0) + n
+        self.dirty_markets.add(slot)
 
 
 @dataclass
@@ -327,7 +339,7 @@ class Engine:
             if rule is not None:
                 rule(b.platform(ev.platform), ev)
             if etype == "mention":
-                ps.dirty_markets.add((self.settings.market_of(account), res, idx))
+                ps.add_mentions(self.settings.market_of(account), res, idx, ev.platform, 1)
             if ev.campaign is not None:
                 _campaign_rule(b, ev)
         if core_fresh and etype in _CORE_TYPES:
@@ -432,6 +444,9 @@ class Engine:
             del ps.buckets[k]
             ps.dirty_buckets.discard(k)
             ps.dirty_deleted.append(bucket_key(p, k))
+        for slot in [s for s in ps.market_totals if s[2] < floors[s[1]]]:
+            del ps.market_totals[slot]
+            ps.dirty_markets.discard(slot)  # the board tombstones what expires
         horizon = clock - self.retention_ms
         for account, core in ps.cores.items():
             changed = False
@@ -486,7 +501,7 @@ class Engine:
         for p, ps in self.partitions.items():
             self._evict(p, ps)
             for market, res, idx in ps.dirty_markets:
-                for platform, n in self._market_total(ps, market, res, idx).items():
+                for platform, n in ps.market_totals.get((market, res, idx), {}).items():
                     markets.append((p, market_key(p, market, platform, res, idx),
                                     str(int(n)).encode()))
             ps.dirty_markets = set()
@@ -528,22 +543,6 @@ class Engine:
                     yield
         return Snapshot(first, marks, offsets, markets)
 
-    def _market_total(
-        self, ps: PartitionState, market: str, res: int, idx: int
-    ) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        market_of = self.settings.market_of
-        for account in ps.cores:
-            if market_of(account) != market:
-                continue
-            b = ps.buckets.get((account, res, idx))
-            if b is None:
-                continue
-            for platform, agg in b.platforms.items():
-                if agg.c[MENTIONS]:
-                    totals[platform] = totals.get(platform, 0) + agg.c[MENTIONS]
-        return totals
-
     def floors(self, p: int) -> list[int]:
         """Per resolution, the lowest bucket index partition ``p`` still keeps."""
         ps = self.partitions.get(p)
@@ -572,6 +571,12 @@ class Engine:
                 ps.chunk_seq = max(ps.chunk_seq, seq)
             elif kind == "m":
                 ps.mark = PartitionMark.decode(value)
+        market_of = self.settings.market_of
+        for (account, res, idx), b in ps.buckets.items():
+            for platform, agg in b.platforms.items():
+                if agg.c[MENTIONS]:
+                    ps.add_mentions(market_of(account), res, idx, platform, agg.c[MENTIONS])
+        # Republished once (absolute totals): a crash may have come between a mark and them.
         ps.last_offset = ps.mark.flushed
         self.partitions[p] = ps
         return ps
