@@ -475,10 +475,22 @@ class Engine:
 
     # --- durability ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """Encode everything changed since the last snapshot (see ``snapshot_steps``)."""
+        """Expire, then encode everything changed since the last snapshot (see
+        ``snapshot_steps``)."""
+        run(self.evict_steps())
         return run(self.snapshot_steps())
 
+    def evict_steps(self) -> Generator[None, None, None]:
+        """Drop what fell out of every window, one partition per step; the tombstones go out
+        with the next snapshot. Separate from the snapshot because it may pause between
+        partitions, which the snapshot's capture must not."""
+        for p, ps in list(self.partitions.items()):
+            if self.partitions.get(p) is ps:  # not revoked meanwhile
+                self._evict(p, ps)
+            yield
+
     RECORDS_PER_SLICE = 200
+    IDS_PER_SLICE = 5_000
 
     def snapshot_steps(self) -> Generator[None, None, Snapshot]:
         """Encode everything changed since the last snapshot, yielding every few records so the
@@ -498,8 +510,8 @@ class Engine:
         markets: list[tuple[int, bytes, bytes | None]] = []
         offsets: dict[int, int] = {}
         work: list[tuple[int, PartitionState, set[BucketKey], set[str]]] = []
+        chunks: list[tuple[int, int, int, list[tuple[int, int]], list[int]]] = []
         for p, ps in self.partitions.items():
-            self._evict(p, ps)
             for market, res, idx in ps.dirty_markets:
                 for platform, n in ps.market_totals.get((market, res, idx), {}).items():
                     markets.append((p, market_key(p, market, platform, res, idx),
@@ -510,12 +522,10 @@ class Engine:
             ps.dirty_deleted = []
             if ps.new_ids:
                 ps.chunk_seq += 1
-                hashes = [h for h, _ in ps.new_ids]
+                # The hashes are filled in below, between slices (eviction waits for the flush).
+                hashes: list[int] = []
                 ps.chunks[ps.chunk_seq] = (ps.new_ids_ts, hashes)
-                # 128-bit hashes as two 64-bit halves: orjson writes those natively
-                body = orjson.dumps([ps.new_ids_ts, [[h >> 64, h & _LOW64, o]
-                                                     for h, o in ps.new_ids]])
-                first.append((p, chunk_key(p, ps.chunk_seq), body))
+                chunks.append((p, ps.chunk_seq, ps.new_ids_ts, ps.new_ids, hashes))
                 ps.new_ids = []
                 ps.new_ids_ts = -1
             work.append((p, ps, ps.dirty_buckets, ps.dirty_cores))
@@ -526,6 +536,15 @@ class Engine:
                 marks.append((p, mark_key(p), ps.mark.encode()))
                 offsets[p] = ps.last_offset
         done = 0
+        for p, seq, ts_max, ids, hashes in chunks:
+            # 128-bit hashes as two 64-bit halves: orjson writes those natively
+            triples: list[list[int]] = []
+            for i in range(0, len(ids), self.IDS_PER_SLICE):
+                part = ids[i:i + self.IDS_PER_SLICE]
+                triples.extend([h >> 64, h & _LOW64, o] for h, o in part)
+                hashes.extend(h for h, _o in part)
+                yield
+            first.append((p, chunk_key(p, seq), orjson.dumps([ts_max, triples])))
         for p, ps, buckets, cores in work:
             for k in buckets:
                 b = ps.buckets.get(k)
@@ -562,12 +581,9 @@ class Engine:
             elif kind == "d":
                 seq = int(parts[2])
                 ts_max, triples = orjson.loads(value)
-                hashes = []
-                for hi, lo, off in triples:
-                    h = (hi << 64) | lo
-                    hashes.append(h)
-                    ps.dedup[h] = off
-                ps.chunks[seq] = (ts_max, hashes)
+                ids = [((hi << 64) | lo, off) for hi, lo, off in triples]
+                ps.dedup.update(ids)
+                ps.chunks[seq] = (ts_max, [h for h, _off in ids])
                 ps.chunk_seq = max(ps.chunk_seq, seq)
             elif kind == "m":
                 ps.mark = PartitionMark.decode(value)

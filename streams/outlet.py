@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 
 # (topic, partition, key, value, headers); a partition beyond the topic's count wraps around.
+RECORDS_PER_SLICE = 2_000
+
 OutRecord = tuple[str, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
@@ -25,7 +27,9 @@ async def send_all(producer: Any, records: Iterable[OutRecord]) -> int:
     builders: dict[tuple[str, int], Any] = {}
     pending: list[asyncio.Future[Any]] = []
     counts: dict[str, int] = {}
-    for topic, partition, key, value, headers in records:
+    for i, (topic, partition, key, value, headers) in enumerate(records, 1):
+        if i % RECORDS_PER_SLICE == 0:
+            await asyncio.sleep(0)  # let the stream and scrapes in on a large flush
         n = counts.get(topic)
         if n is None:
             await producer.client._wait_on_metadata(topic)

@@ -84,6 +84,8 @@ class Flusher:
     async def flush(self) -> None:
         async with self.lock:
             started = time.monotonic()
+            # Expiry first, pausing between partitions; the capture below is one step.
+            await run_async(self.engine.evict_steps())
             outcome, self.outcome = self.outcome, Outcome()
             self._count(outcome)
             # The records to ack are exactly those applied before the snapshot starts: taken in
