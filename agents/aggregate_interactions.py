@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.app import app, settings
+from streams.app import app
 from streams.engine import Record, wall_ms
 from streams.tables import engine, flusher
 from streams.topics import interactions
-
-_limit = settings.flush_max_events
 
 
 @app.batch_agent(interactions)
 async def aggregate_interactions(partition: int, records: Sequence[Record]) -> None:
     engine.ingest_records(partition, records, wall_ms(), flusher.outcome)
     flusher.hold(partition, records[-1].offset, len(records))
-    if flusher.pending >= _limit:
-        await flusher.flush()
+    await flusher.relieve()

@@ -15,13 +15,18 @@ rebalance, flow control, the commit timer and transactions (``exactly_once``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.engine import Record
+
+# A fetch can hold megabytes of one partition; the loop is given back between calls this big.
+RECORDS_PER_CALL = 500
 
 BatchHandler = Callable[[int, Sequence[Record]], Awaitable[None]]
 
@@ -32,22 +37,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Next offset to commit per partition, as acked by the flusher; faust's commit takes it.
-        self._acked_through: dict[TP, int] = {}
+        self._acked_through: dict[TopicPartition, int] = {}
 
     @property
     def _batch_handlers(self) -> Mapping[str, BatchHandler]:
         handlers: Mapping[str, BatchHandler] = getattr(self.app, "batch_handlers", {})
         return handlers
 
-    def ack_through(self, tp: TP, next_offset: int) -> None:
-        """Every record of ``tp`` below ``next_offset`` is covered by durable state."""
+    def ack_through(self, topic: str, partition: int, next_offset: int) -> None:
+        """Every record of the partition below ``next_offset`` is covered by durable state."""
+        # aiokafka's own type: exactly_once hands these keys to send_offsets_to_transaction,
+        # which rejects faust's TP (equal as a tuple, but another class).
+        tp = TopicPartition(topic, partition)
         if next_offset > self._acked_through.get(tp, -1):
             self._acked_through[tp] = next_offset
 
-    def forget_acks(self, tps: set[TP]) -> None:
+    def forget_acks(self, topic: str, partitions: set[int]) -> None:
         """Partitions revoked: their next owner commits them."""
-        for tp in tps:
-            self._acked_through.pop(tp, None)
+        for p in partitions:
+            self._acked_through.pop(TopicPartition(topic, p), None)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         records, active = await super()._wait_next_records(timeout)
@@ -73,7 +81,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if not batch:
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            await handler(tp.partition, batch)
+            for i in range(0, len(batch), RECORDS_PER_CALL):
+                if i:
+                    await asyncio.sleep(0)  # scrapes and timers get in between slices
+                await handler(tp.partition, batch[i:i + RECORDS_PER_CALL])
             self._read_offset[tp] = batch[-1].offset
         return rest, active
 

@@ -42,9 +42,11 @@ class _Pending:
 class Flusher:
     """Writes engine snapshots and dead letters, then acks the input records they cover."""
 
-    def __init__(self, engine: Engine, table: StateTable) -> None:
+    def __init__(self, engine: Engine, table: StateTable, max_pending: int) -> None:
         self.engine = engine
         self.table = table
+        self.max_pending = max_pending
+        self._background: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self._acks: dict[int, int] = {}
         self._pending = 0
@@ -80,6 +82,18 @@ class Flusher:
     @property
     def pending(self) -> int:
         return self._pending
+
+    async def relieve(self) -> None:
+        """After each batch: past ``max_pending`` unflushed records, flush in the background,
+        so the stream keeps flowing while the broker acknowledges; wait for it only when
+        four times as many are waiting (the broker is slower than the input)."""
+        if self._pending < self.max_pending:
+            return
+        if self._pending >= 4 * self.max_pending:
+            await self.flush()
+        elif self._background is None or self._background.done():
+            self._background = asyncio.create_task(self.flush())
+            self._background.add_done_callback(_log_failure)
 
     async def flush(self) -> None:
         async with self.lock:
@@ -135,7 +149,7 @@ class Flusher:
                             for dead_key in board.expired(p, self.engine.floors(p)))
             await send_all(producer, then)
             for p, last in item.acks.items():
-                consumer.ack_through(TP(topic, p), last + 1)
+                consumer.ack_through(topic, p, last + 1)
             self._backlog.pop(0)
 
     async def forget(self, partitions: set[int]) -> None:
@@ -152,8 +166,7 @@ class Flusher:
             self._dead = [d for d in self._dead if d[0] not in partitions]
             consumer = app.consumer
             if isinstance(consumer, BatchConsumer):
-                topic = interactions.get_topic_name()
-                consumer.forget_acks({TP(topic, p) for p in partitions})
+                consumer.forget_acks(interactions.get_topic_name(), partitions)
             for p in partitions:
                 self.engine.drop(p)
 
@@ -181,6 +194,11 @@ class StateTable(faust.Table):
         health.partitions.set(len(owned))
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background flush failed", exc_info=task.exception())
+
+
 def _items_of(data: Any, partition: int) -> Iterable[tuple[bytes, bytes]]:
     prefix = f"{partition}:".encode()
     return [(k, v) for k, v in data.items() if k.startswith(prefix) and v is not None]
@@ -200,5 +218,5 @@ state = StateTable(
     extra_topic_configs={"max.message.bytes": str(CHANGELOG_MAX_BYTES)},
 )
 app.tables.add(state)
-flusher = Flusher(engine, state)
+flusher = Flusher(engine, state, settings.flush_max_events)
 app.before_stop.append(flusher.flush)
