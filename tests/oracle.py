@@ -40,6 +40,9 @@ class OracleResult:
     now: int
 
 
+CAMPAIGN_TYPES = frozenset({"impression", "click", "conversion", "purchase", "spend"})
+
+
 def _ratio(n: float, d: float) -> float | None:
     return n / d if d > 0 else None
 
@@ -173,7 +176,9 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
                         market_mentions[(market_of(acc), plat)])
             camp: dict[str, list[Event]] = defaultdict(list)
             for e in by_ap.get((acc, "all"), []):
-                if e.campaign is not None:
+                # A campaign series exists once the campaign has an event that a campaign KPI
+                # counts (SPEC §4 lists them): a like tagged with a campaign makes none.
+                if e.campaign is not None and e.type in CAMPAIGN_TYPES:
                     camp[e.campaign].append(e)
             for name, evs in camp.items():
                 _campaign(o, (acc, name, w.label), evs)
