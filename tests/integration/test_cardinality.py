@@ -38,7 +38,7 @@ from streams.produce import produce_events
 from streams.settings import Settings
 from tests import oracle
 from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
-from tests.integration.test_hostile_input import read_all
+from tests.integration.test_hostile_input import assert_no_crash_logged, read_all
 from tests.integration.test_worker_oracle import LABELS, _settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -157,6 +157,8 @@ def test_cardinality_attack_stays_under_the_caps(
     started = time.monotonic()
     _wait_idle(w, s.topic_partitions, timeout=scale(600, 3600))
     seconds = time.monotonic() - started
+    assert w.proc.poll() is None and len(w.history) == 1
+    assert_no_crash_logged(w)
     proc = psutil.Process(w.proc.pid)
     rss = proc.memory_info().rss
     peak_kib = next((int(line.split()[1]) for line in
