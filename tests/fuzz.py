@@ -3,8 +3,10 @@
 Drawing a million examples one at a time through hypothesis costs minutes of pure generation, so
 ``hostile_records`` draws a pool of ``pool`` examples from the strategies below (every kind of
 fault the issue lists) and expands it to ``count`` records with seeded byte and structure
-mutations (truncate, flip, splice two records, wrap, nest, pad past the size limit, break the
-UTF-8). The output is deterministic for a seed: hypothesis runs derandomized.
+mutations (truncate, flip, splice two records, wrap, pad past the size limit, break the UTF-8,
+put a value of one record into a field of a valid event). The output is deterministic for a seed
+and a wall time (hypothesis runs derandomized; the valid events the faults are put in carry
+timestamps relative to ``now_ms``).
 
 Every record is kept only if its fate does not depend on when it is parsed (the worker and the
 oracle read the wall clock at different moments): its verdict at ``now_ms`` and a day later must be
