@@ -28,7 +28,7 @@ from xxhash import xxh3_128_intdigest
 
 from schemas.events import Event, Rejected
 from schemas.validate import parse
-from streams.metrics import OTHER_ACCOUNT, OTHER_CAMPAIGN
+from streams.metrics import OTHER_ACCOUNT, OTHER_CAMPAIGN, OTHER_LABEL
 from streams.settings import Settings, Window
 from streams.sketches import Hll, Quantiles
 from streams.state import (
@@ -116,6 +116,7 @@ class Outcome:
     replayed: int = 0
     overflow_accounts: int = 0
     overflow_campaigns: int = 0
+    overflow_labels: dict[str, int] = field(default_factory=dict)  # platform, goal, currency
 
 
 class PartitionState:
@@ -212,6 +213,9 @@ class Engine:
         self.future_ms = int(settings.future_tolerance_seconds * 1000)
         self.max_accounts = settings.max_accounts
         self.max_campaigns = settings.max_campaigns_per_account
+        self.max_platforms = settings.max_platforms_per_account
+        self.max_goals = settings.max_goals_per_account
+        self.max_currencies = settings.max_currencies_per_account
         self._dispatch: dict[str, Callable[[PlatformAgg, Event], None]] = _BUCKET_RULES
 
     # --- clocks -------------------------------------------------------------------------------
@@ -323,6 +327,18 @@ class Engine:
             else:
                 out.overflow_campaigns += 1
                 ev.campaign = OTHER_CAMPAIGN
+        if ev.platform not in core.platforms and not _admit_label(
+                core.platforms, ev.platform, self.max_platforms, core_fresh, ps, account):
+            _overflow(out, "platform")
+            ev.platform = OTHER_LABEL
+        if ev.goal is not None and ev.goal not in core.goals and not _admit_label(
+                core.goals, ev.goal, self.max_goals, core_fresh, ps, account):
+            _overflow(out, "goal")
+            ev.goal = OTHER_LABEL
+        if ev.currency is not None and ev.currency not in core.currencies and not _admit_label(
+                core.currencies, ev.currency, self.max_currencies, core_fresh, ps, account):
+            _overflow(out, "currency")
+            ev.currency = OTHER_LABEL
         rule = self._dispatch.get(etype)
         for res, w in enumerate(self.windows):
             idx = ts // w.bucket_ms
@@ -625,6 +641,23 @@ class Engine:
 
 
 BUCKETS = 30
+
+
+def _admit_label(
+    admitted: set[str], value: str, cap: int, fresh: bool, ps: PartitionState, account: str
+) -> bool:
+    """Per-account cap on a label value from event data, like the campaign cap: admission only
+    ever grows the set (persisted with the account's core), so a replay decides the same way."""
+    if len(admitted) >= cap:
+        return False
+    if fresh:
+        admitted.add(value)
+        ps.dirty_cores.add(account)
+    return True
+
+
+def _overflow(out: Outcome, kind: str) -> None:
+    out.overflow_labels[kind] = out.overflow_labels.get(kind, 0) + 1
 
 
 # --- per-type bucket rules: plain functions over one PlatformAgg ----------------------------------

@@ -146,6 +146,10 @@ def sample_metrics() -> dict[str, KpiMetric]:
 RESPONSE_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 OTHER_ACCOUNT = "_other"
 OTHER_CAMPAIGN = "_other"
+# Not a slug (slugs start with [a-z0-9]), so it never collides with a real value.
+OTHER_LABEL = "_other"
+#: The ``kind`` values of ``socialpulse_events_overflow_total``: each capped label dimension.
+OVERFLOW_KINDS: tuple[str, ...] = ("account", "campaign", "platform", "goal", "currency")
 ALL_PLATFORMS = "all"
 ALL_GOALS = "all"
 
@@ -180,7 +184,8 @@ class Health:
         )
         self.overflow = Counter(
             "socialpulse_events_overflow",
-            "Events counted in the _other bucket because of the account or campaign cap.",
+            "Events counted under an _other label value because of a cap (account, campaign, "
+            "platform, goal, currency).",
             ["kind"], registry=registry,
         )
         self.flushes = Counter(
@@ -219,7 +224,7 @@ class Health:
         # dashboard can show and a rate() can see, unlike a missing series.
         for reason in Reason:
             self.rejected.labels(reason.value)
-        for kind in ("account", "campaign"):
+        for kind in OVERFLOW_KINDS:
             self.overflow.labels(kind)
         self.build = Info("socialpulse_build", "Build information.", registry=registry)
         self.build.info({"version": version})

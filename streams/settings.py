@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     default_market: str = "default"
     max_accounts: int = Field(default=1000, ge=1)
     max_campaigns_per_account: int = Field(default=100, ge=1)
+    # Every other label value that comes from event data is capped per account too (SPEC §4);
+    # beyond a cap the events count under the value "_other" (platform, goal, currency).
+    max_platforms_per_account: int = Field(default=20, ge=1)
+    max_goals_per_account: int = Field(default=20, ge=1)
+    max_currencies_per_account: int = Field(default=10, ge=1)
 
     @field_validator("windows", mode="before")
     @classmethod

@@ -219,7 +219,8 @@ class Core:
     """The per-account record of state that is not a plain function of one bucket's events."""
 
     __slots__ = (
-        "applied", "campaigns", "care", "clv", "followers", "messages", "orphans", "pending",
+        "applied", "campaigns", "care", "clv", "currencies", "followers", "goals", "messages",
+        "orphans", "pending", "platforms",
     )
 
     def __init__(self) -> None:
@@ -236,6 +237,10 @@ class Core:
         self.pending: set[str] = set()
         # campaigns admitted under the per-account cap; only ever grows
         self.campaigns: set[str] = set()
+        # platforms, goals and currencies admitted under their per-account caps; only ever grow
+        self.platforms: set[str] = set()
+        self.goals: set[str] = set()
+        self.currencies: set[str] = set()
 
     def care_slot(self, res: int, idx: int, platform: str) -> list[Any]:
         per = self.care.get((res, idx))
@@ -261,6 +266,9 @@ class Core:
                               for p, s in per.items()}]
                       for (r, i), per in self.care.items()],
                 "k": sorted(self.campaigns),
+                "p": sorted(self.platforms),
+                "g": sorted(self.goals),
+                "u": sorted(self.currencies),
             }
         )
 
@@ -281,6 +289,10 @@ class Core:
                 c.pending.add(i)
         c.orphans = obj["o"]
         c.campaigns = set(obj["k"])
+        # .get: changelogs written before these caps existed have no such keys
+        c.platforms = set(obj.get("p", ()))
+        c.goals = set(obj.get("g", ()))
+        c.currencies = set(obj.get("u", ()))
         for r, i, per in obj["c"]:
             c.care[(r, i)] = {
                 p: [s[0], s[1], Quantiles.from_obj(s[2]) if s[2] else None] for p, s in per.items()

@@ -78,6 +78,8 @@ class Flusher:
         health.replayed.inc(outcome.replayed)
         health.overflow.labels("account").inc(outcome.overflow_accounts)
         health.overflow.labels("campaign").inc(outcome.overflow_campaigns)
+        for kind, n in outcome.overflow_labels.items():
+            health.overflow.labels(kind).inc(n)
 
     @property
     def pending(self) -> int:

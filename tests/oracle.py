@@ -7,14 +7,27 @@ textbook formulas: no buckets, no sketches, no incremental state.
 
 ``series`` maps a metric name to ``{label values: value}``, the same shape the exporter produces.
 Distinct counts are exact here; the comparison allows the sketches' 2 % (see ``compare``).
+
+Both clocks (SPEC §2): with ``clock=event`` a partition's clock is its stream time and windows end
+at the newest event time; with ``clock=wall`` both are ``wall_ms``, the one wall reading the oracle
+is given, which stands for the wall clock of every ingest and of the scrape. That is exact when no
+event sits closer to a late or window edge than the time between its ingest and the scrape; the
+wall-clock tests keep their events minutes away from the edges that move.
+
+Caps (SPEC §4): an account is admitted first come, first served, up to ``max_accounts``; the events
+of the others count under ``account="_other"`` without a campaign. Campaigns, platforms, goals and
+currencies are admitted first come per account and partition (where the worker keeps them), and
+the rest count under ``"_other"``. With several partitions "first come" across them depends on how
+the worker interleaved them: pass the accounts it admitted as ``admitted``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from schemas.events import Event, Rejected
 from schemas.validate import parse
@@ -38,6 +51,10 @@ class OracleResult:
     duplicates: int
     applied: int
     now: int
+    overflow: dict[str, int] = field(default_factory=dict)  # kind -> events
+
+
+CAMPAIGN_TYPES = frozenset({"impression", "click", "conversion", "purchase", "spend"})
 
 
 def _ratio(n: float, d: float) -> float | None:
@@ -55,11 +72,59 @@ class _Oracle:
             self.series[name][labels] = float(value)
 
 
+OTHER = "_other"
+
+
+@dataclass
+class _Caps:
+    """First come, first served admission of label values (see the module docstring)."""
+
+    settings: Settings
+    admitted: Collection[str] | None
+    accounts: set[str] = field(default_factory=set)
+    per_account: dict[tuple[int, str, str], set[str]] = field(default_factory=dict)
+    overflow: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def apply(self, p: int, ev: Event) -> Event:
+        s = self.settings
+        account = ev.account
+        if self.admitted is not None:
+            ok = account in self.admitted
+        else:
+            ok = account in self.accounts or len(self.accounts) < s.max_accounts
+            if ok:
+                self.accounts.add(account)
+        if not ok:
+            self.overflow["account"] += 1
+            ev = replace(ev, account=OTHER, campaign=None)
+        changes: dict[str, Any] = {}
+        for kind, cap in (("campaign", s.max_campaigns_per_account),
+                          ("platform", s.max_platforms_per_account),
+                          ("goal", s.max_goals_per_account),
+                          ("currency", s.max_currencies_per_account)):
+            value = getattr(ev, kind)
+            if value is None:
+                continue
+            seen = self.per_account.setdefault((p, ev.account, kind), set())
+            if value in seen:
+                continue
+            if len(seen) < cap:
+                seen.add(value)
+            else:
+                self.overflow[kind] += 1
+                changes[kind] = OTHER
+        return replace(ev, **changes) if changes else ev
+
+
 def run(
-    records: Iterable[tuple[int, int, bytes]], settings: Settings, wall_ms: int
+    records: Iterable[tuple[int, int, bytes]], settings: Settings, wall_ms: int,
+    admitted: Collection[str] | None = None,
 ) -> OracleResult:
-    """``records``: (partition, offset, value) in any order; the oracle sorts them."""
+    """``records``: (partition, offset, value) in any order; the oracle sorts them.
+    ``admitted``: the accounts under the cap, when the walk order cannot tell (see above)."""
     retention = settings.retention_ms
+    event_clock = settings.clock == "event"
+    caps = _Caps(settings, admitted)
     by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
     for p, o, v in records:
         by_partition[p].append((o, v))
@@ -76,7 +141,7 @@ def run(
             if isinstance(ev, Rejected):
                 rejected[ev.reason.value] += 1
                 continue
-            if ev.ts < st - retention:
+            if ev.ts < (st if event_clock else wall_ms) - retention:
                 late += 1
                 continue
             st = max(st, ev.ts)
@@ -84,12 +149,13 @@ def run(
                 dups += 1
                 continue
             seen.add(ev.event_id)
-            applied.append(Applied(ev, p, st))
-        stream_time[p] = st
-    now = max(stream_time.values(), default=-1)
+            applied.append(Applied(caps.apply(p, ev), p, st if event_clock else wall_ms))
+        stream_time[p] = st if event_clock else wall_ms  # from here on: the partition's clock
+    now = max(stream_time.values(), default=-1) if event_clock else wall_ms
     result = _Oracle(settings, wall_ms)
     _kpis(result, applied, stream_time, now)
-    return OracleResult(dict(result.series), dict(rejected), late, dups, len(applied), now)
+    return OracleResult(dict(result.series), dict(rejected), late, dups, len(applied), now,
+                        dict(caps.overflow))
 
 
 def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: int) -> None:
@@ -120,13 +186,14 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
     answered = {(m.ev.account, m.ev.event_id) for _r, m in pairs}
     resolved = {(m.ev.account, m.ev.event_id) for r, m in pairs if r.ev.resolved}
 
-    # --- followers (not windowed)
-    followers: dict[tuple[str, str], float] = {}
-    fevents: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    # --- followers (not windowed); per partition, then summed: a keyed account lives in one
+    # partition, while "_other" gathers accounts of every partition (and the worker adds them up)
+    followers: dict[tuple[str, str], float] = defaultdict(float)
+    fevents: dict[tuple[int, str, str], list[Event]] = defaultdict(list)
     for a in applied:
         if a.ev.type in ("followers", "follow", "unfollow"):
-            fevents[(a.ev.account, a.ev.platform)].append(a.ev)
-    for key, evs in fevents.items():
+            fevents[(a.partition, a.ev.account, a.ev.platform)].append(a.ev)
+    for (_p, facc, fplat), evs in fevents.items():
         snaps = [e for e in evs if e.type == "followers"]
         snap_ts, count = -1, 0
         for e in snaps:  # in processing order; a later arrival wins a tie
@@ -134,7 +201,7 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
                 snap_ts, count = e.ts, e.count or 0
         delta = sum(1 if e.type == "follow" else -1 for e in evs
                     if e.type in ("follow", "unfollow") and e.ts > snap_ts)
-        followers[key] = count + delta
+        followers[(facc, fplat)] += count + delta
 
     # --- platforms an account has data for in the largest window's retained buckets
     known: dict[str, set[str]] = defaultdict(set)
@@ -146,7 +213,8 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
     market_of = s.market_of
     for w in windows:
         lo = (now // w.bucket_ms - 29) * w.bucket_ms
-        in_window = [a.ev for a in applied if a.ev.ts >= lo]
+        hi = (now // w.bucket_ms + 1) * w.bucket_ms  # exclusive; a wall clock has a future
+        in_window = [a.ev for a in applied if lo <= a.ev.ts < hi]
         by_ap: dict[tuple[str, str], list[Event]] = defaultdict(list)
         for ev in in_window:
             by_ap[(ev.account, ev.platform)].append(ev)
@@ -155,7 +223,8 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
         for (acc, plat), evs in by_ap.items():
             market_mentions[(market_of(acc), plat)] += sum(1 for e in evs if e.type == "mention")
         for acc in accounts:
-            plats = {*known[acc], "all"}
+            # "_other" (over the account cap) is exported on platform="all" only (SPEC §4)
+            plats = {*known[acc], "all"} if acc != OTHER else {"all"}
             for plat in plats:
                 evs = by_ap.get((acc, plat), [])
                 if plat == "all":
@@ -164,7 +233,7 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
                 else:
                     fol = followers.get((acc, plat))
                 rt = [max(0, r.ev.ts - m.ev.ts) / 1000.0 for r, m in pairs
-                      if r.ev.account == acc and r.ev.ts >= lo
+                      if r.ev.account == acc and lo <= r.ev.ts < hi
                       and (plat == "all" or r.ev.platform == plat)]
                 need = [e for e in evs if e.type in ("comment", "mention") and e.needs_response]
                 _window(o, (acc, plat, w.label), evs, fol, rt,
@@ -173,19 +242,28 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
                         market_mentions[(market_of(acc), plat)])
             camp: dict[str, list[Event]] = defaultdict(list)
             for e in by_ap.get((acc, "all"), []):
-                if e.campaign is not None:
+                # A campaign series exists once the campaign has an event that a campaign KPI
+                # counts (SPEC §4 lists them): a like tagged with a campaign makes none.
+                if e.campaign is not None and e.type in CAMPAIGN_TYPES:
                     camp[e.campaign].append(e)
             for name, evs in camp.items():
                 _campaign(o, (acc, name, w.label), evs)
 
     # --- current values
     sla_ms = s.response_sla_seconds * 1000
+    # grouped once: a cardinality test has a thousand accounts and a million events
+    of_account: dict[str, list[Applied]] = defaultdict(list)
+    for a in applied:
+        of_account[a.ev.account].append(a)
+    messages_of: dict[str, list[tuple[str, Applied]]] = defaultdict(list)
+    for (ma, mid), m in messages.items():
+        messages_of[ma].append((mid, m))
     for acc in accounts:
         plats = {"all"} | {p for (fa, p) in followers if fa == acc}
         pending: dict[str, int] = defaultdict(int)
         overdue: dict[str, int] = defaultdict(int)
-        for (ma, mid), m in messages.items():
-            if ma != acc or not m.ev.needs_response or (ma, mid) in answered:
+        for mid, m in messages_of[acc]:
+            if not m.ev.needs_response or (acc, mid) in answered:
                 continue
             if m.ev.ts < stream_time[m.partition] - retention:
                 continue
@@ -196,14 +274,16 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
             plats.add(m.ev.platform)
         revenue: dict[tuple[str, str], float] = defaultdict(float)
         customers: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for a in applied:
+        for a in of_account[acc]:
             e = a.ev
-            if e.account == acc and e.type == "purchase":
+            if e.type == "purchase":
                 for p in (e.platform, "all"):
                     revenue[(p, e.currency or "")] += e.amount or 0.0
                     if e.user_id is not None:
                         customers[(p, e.currency or "")].add(e.user_id)
                 plats.add(e.platform)
+        if acc == OTHER:
+            plats = {"all"}
         for p in plats:
             if p == "all":
                 fol_vals = [v for (fa, _fp), v in followers.items() if fa == acc]
@@ -214,6 +294,8 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
             o.put("social_pending_responses", (acc, p), pending.get(p, 0))
             o.put("social_overdue_responses", (acc, p), overdue.get(p, 0))
         for (p, cur), rev in revenue.items():
+            if p not in plats:
+                continue
             o.put("social_customer_lifetime_value", (acc, p, cur),
                   _ratio(rev, len(customers[(p, cur)])))
 

@@ -181,3 +181,34 @@ def test_expired_buckets_are_deleted_from_the_changelog_and_stay_gone() -> None:
     restored = Engine(s, now_ms=clock)
     restored.restore(0, [(k, v) for k, v in changelog.items() if v is not None])
     assert value(restored, s, "social_impressions", "acme", "all", "1m") == 0
+
+
+
+def test_platform_goal_and_currency_are_capped_per_account_and_survive_a_restart() -> None:
+    """Every label value from event data is capped (SPEC §4): a flood of distinct platforms,
+    goals or currencies lands under "_other", never as new series."""
+    s = Settings(clock="event", windows=["1m"], max_platforms_per_account=2,
+                 max_goals_per_account=1, max_currencies_per_account=1)
+    e = Engine(s, now_ms=Clock(T0))
+    records = [*(ev(f"c{i}", "conversion", platform=f"p{i}", goal=f"g{i}") for i in range(4)),
+               *(ev(f"m{i}", "purchase", platform="p0", amount=1.0, currency=c * 3)
+                 for i, c in enumerate("ABC"))]
+    out = e.ingest_batch((0, i, None, r) for i, r in enumerate(records))
+    assert out.overflow_labels == {"platform": 2, "goal": 3, "currency": 2}
+    series = compute(e, s)
+    platforms = {labels[1] for rows in series.values() for labels, _ in rows}
+    assert platforms == {"p0", "p1", "_other", "all"}
+    goals = dict(series["social_conversions"])
+    assert goals[("acme", "all", "1m", "g0")] == 1
+    assert goals[("acme", "all", "1m", "_other")] == 3
+    revenue = dict(series["social_revenue"])
+    assert revenue == {("acme", "all", "1m", "AAA"): 1.0, ("acme", "all", "1m", "_other"): 2.0,
+                       ("acme", "p0", "1m", "AAA"): 1.0, ("acme", "p0", "1m", "_other"): 2.0}
+    # The admitted values are part of the account's durable state: after a restart from the
+    # changelog a new value still overflows, an admitted one still does not.
+    snap = e.snapshot()
+    e2 = Engine(s, now_ms=Clock(T0))
+    e2.restore(0, [(k, v) for _p, k, v in [*snap.first, *snap.marks] if v is not None])
+    out2 = e2.ingest_batch([(0, 10, None, ev("n1", "like", platform="p9")),
+                            (0, 11, None, ev("n2", "like", platform="p1"))])
+    assert out2.overflow_labels == {"platform": 1}
