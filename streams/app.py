@@ -114,10 +114,10 @@ def build_app(settings: Settings) -> App:
         # A flush ships its records in batches this big (streams.outlet); below the broker's
         # default message.max.bytes (1 MiB), which bounds a batch on the DLQ and market topics.
         producer_max_batch_size=512 * 1024,
-        # With 8 MiB per partition, the fetcher held about a second of input ahead of the agent
-        # at 16,000 events/s: event -> /metrics p50 1.1 s against 61 ms with 1 MiB
-        # (scripts/bench latency phase). A larger record still comes, alone, in its own fetch.
-        consumer_max_fetch_size=1024 * 1024,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        # Unbounded, one poll took everything buffered (seconds of input at catch-up speed) and
+        # the next fetch waited for all of it: event -> /metrics p50 1.1 s at 16,000 events/s,
+        # 50 ms with 1,000 (scripts/bench latency phase), at the same throughput.
         broker_max_poll_records=1000,
         broker_commit_interval=1.0,
         # A dead worker's partitions should move within seconds, not faust's default minute.

@@ -7,7 +7,7 @@ denominator is simply not emitted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 from streams.engine import Engine
 from streams.metrics import ALL_KPIS, OTHER_ACCOUNT, SUMMARY_PARTS, Health, KpiMetric
 from streams.settings import Settings
+from streams.steps import run
 from streams.views import RemoteMentions, SeriesMap, compute
 
 
@@ -77,11 +78,20 @@ def _fmt(value: float) -> str:
     return repr(float(value))
 
 
+ROWS_PER_SLICE = 2_000
+
+
 def render_text(series: SeriesMap) -> bytes:
     """The KPI families in Prometheus text format, the same text ``generate_latest`` gives for
     ``KpiCollector`` (a test holds them equal), but label sets are formatted once per
     (account, platform, window) rather than once per sample. For large scrapes."""
+    return run(render_steps(series))
+
+
+def render_steps(series: SeriesMap) -> Generator[None, None, bytes]:
+    """``render_text`` as steps of ``ROWS_PER_SLICE`` samples (``streams.steps``)."""
     out: list[str] = []
+    rows_done = 0
     prefixes: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
     def labelset(names: tuple[str, ...], values: tuple[str, ...]) -> str:
@@ -110,6 +120,9 @@ def render_text(series: SeriesMap) -> bytes:
                 if tail:
                     text += "," + labelset(tail, labels[n_base:])
                 out.append(f"{name}{{{text}}} {_fmt(value)}\n")
+                rows_done += 1
+                if rows_done % ROWS_PER_SLICE == 0:
+                    yield
     return "".join(out).encode()
 
 

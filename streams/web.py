@@ -15,8 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.app import app, health, registry, settings
 from streams.engine import wall_ms
-from streams.exporter import consumer_lag, refresh_health, render_text
+from streams.exporter import consumer_lag, refresh_health, render_steps
 from streams.metrics import sample_metrics
+from streams.steps import run_async
 from streams.tables import board, engine, flusher
 from streams.topics import interactions
 from streams.views import SeriesMap, compute_async
@@ -62,11 +63,11 @@ async def metrics(view: web.View, request: web.Request) -> web.Response:
     refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending)
     await _cache.refresh()
     series = _cache.series or {}
-    # Text for many series takes a while: a thread renders the finished, immutable series while
-    # the event loop keeps consuming (it gets the GIL back every few ms). render_text is
-    # KpiCollector's output (tests/unit/streams/test_exporter.py holds them equal), formatted
-    # without prometheus-client's per-sample label rendering.
-    kpi_text = await asyncio.get_running_loop().run_in_executor(None, render_text, series)
+    # Rendered in slices on the loop, not in a thread: a rendering thread holds the GIL for
+    # whole switch intervals and the stream behind it waits as long. The text is KpiCollector's
+    # output (tests/unit/streams/test_exporter.py holds them equal), formatted without
+    # prometheus-client's per-sample label rendering.
+    kpi_text = await run_async(render_steps(series))
     body = generate_latest(registry) + kpi_text
     # aiohttp refuses a charset inside content_type=, so the exact header goes in as a header.
     return view.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
