@@ -37,6 +37,7 @@ from tests.integration.harness import (
     _check,
     _expected,
     _produce,
+    _read_topic,
     _records,
     _scrape,
     _settings,
@@ -225,52 +226,80 @@ def test_kill_9_while_streaming_stays_exact(
 STATE_EVENTS = scale(20_000, 1_000_000)
 
 
+def _changelog_size(env: dict[str, str], kafka: Broker) -> tuple[int, float]:
+    """Records and MB in the state table's changelog (what a lost local state recovers from)."""
+    s = _settings(env)
+    rows = asyncio.run(_read_topic(kafka.bootstrap, f"{s.app_id}-state-changelog",
+                                   s.topic_partitions))
+    return len(rows), sum(len(k or b"") + len(v) for _p, _o, k, v, _h in rows) / 1e6
+
+
+def _restart_without_data_dir(
+    w: WorkerProc, env: dict[str, str], tmp_path: Path, name: str, sig: int,
+) -> tuple[WorkerProc, float]:
+    w.kill(sig)
+    data_dir = Path(env["SOCIALPULSE_DATA_DIR"])
+    assert data_dir.is_dir()
+    shutil.rmtree(data_dir)
+    started = time.monotonic()
+    return new_worker(env, tmp_path, name=name).start(), started
+
+
 def test_lost_local_state_recovers_from_changelog(
     kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path,
     figure: Figure,
 ) -> None:
-    """A worker processes STATE_EVENTS events, then traffic half an hour later pushes the event
-    clock past every window of the first. It is stopped, its data directory deleted, and a new
-    worker rebuilds everything from the changelog: equal to the oracle, and the expired windows
-    stay expired."""
+    """A worker processes STATE_EVENTS events and is stopped; its data directory is deleted and a
+    new worker rebuilds the state from the changelog: equal to the oracle. Then traffic half an
+    hour later pushes the event clock past every window of the first run; the worker is
+    SIGKILLed, its data directory deleted again, and the next worker's windows hold only the later
+    traffic: the expired windows stay expired."""
     fault = f"2. restart with lost local state, {STATE_EVENTS:,} events"
     now = int(time.time() * 1000)
     old = _records(STATE_EVENTS, span_s=SPAN_S, end_ms=now - 30 * 60_000)
     new = _records(scale(600, 6_000), span_s=120, end_ms=now - 120_000, seed=8)
-    n = len(old) + len(new)
     _produce(worker_env, old)
-    _produce(worker_env, new)
     w = new_worker(worker_env, tmp_path).start()
     workers.append(w)
     w.wait_ready()
-    _check(w, worker_env, kafka, n, one_process=True)
-    before, _ = _scrape(w)
+    _check(w, worker_env, kafka, len(old), one_process=True)
+    records, mb = _changelog_size(worker_env, kafka)
+
+    # A clean stop first, so that the figure is the changelog's recovery alone (after a SIGKILL
+    # the group first waits out the dead member's 10 s session, as below and in fault 3).
+    w, started = _restart_without_data_dir(w, worker_env, tmp_path, "w2", signal.SIGTERM)
+    workers.append(w)
+    w.wait_ready(timeout=600)
+    serving = time.monotonic() - started
+    recovery, _ = _until_complete([w], worker_env, kafka, started,
+                                  timeout=max(600.0, len(old) / 500))
+    h = _scrape(w)[1]
+    figure(fault, "changelog recovered from", f"{records:,} records, {mb:.1f} MB")
+    figure(fault, "recovery: start to serving /metrics", round(serving, 1), "s")
+    figure(fault, "recovery: start to complete KPIs (equal to the oracle)", round(recovery, 1), "s")
+    figure(fault, "records re-read after the clean stop",
+           int(h["socialpulse_records_consumed_total"]))
 
     def in_window(kpis: Series) -> float:
         return sum(v for (_a, p, win), v in kpis["social_impressions"].items()
                    if p == "all" and win == LARGEST)
 
+    assert in_window(_scrape(w)[0]) > len(new)
+    _produce(worker_env, new)
+    n = len(old) + len(new)
+    _check(w, worker_env, kafka, n, one_process=False)
+    before, _ = _scrape(w)
     # Only the later traffic is inside the windows: the first run's buckets have expired.
     assert 0 < in_window(before) <= len(new)
-    # A clean stop, so that the figure is the changelog's recovery alone (after a SIGKILL the
-    # group first waits out the dead member's 10 s session, as fault 3 shows).
-    w.kill(signal.SIGTERM)
-    data_dir = Path(worker_env["SOCIALPULSE_DATA_DIR"])
-    assert data_dir.is_dir()
-    shutil.rmtree(data_dir)
 
-    started = time.monotonic()
-    w2 = new_worker(worker_env, tmp_path, name="w2").start()
-    workers.append(w2)
-    w2.wait_ready(timeout=600)
-    serving = time.monotonic() - started
-    recovery, _ = _until_complete([w2], worker_env, kafka, started, timeout=max(600.0, n / 500))
-    after, h = _scrape(w2)
-    figure(fault, "recovery: start to serving /metrics", round(serving, 1), "s")
-    figure(fault, "recovery: start to complete KPIs (equal to the oracle)", round(recovery, 1), "s")
-    figure(fault, "records re-read after recovery", int(h["socialpulse_records_consumed_total"]))
+    w, started = _restart_without_data_dir(w, worker_env, tmp_path, "w3", signal.SIGKILL)
+    workers.append(w)
+    crash, _ = _until_complete([w], worker_env, kafka, started, timeout=max(600.0, n / 500))
+    figure(fault, "after expiry, SIGKILL + lost state: start to complete KPIs", round(crash, 1),
+           "s")
+    after, _ = _scrape(w)
     assert in_window(after) == in_window(before)
-    _check(w2, worker_env, kafka, n, one_process=False)
+    _check(w, worker_env, kafka, n, one_process=False)
 
 
 # --- 3. two workers, one killed, then a third joins ----------------------------------------------
