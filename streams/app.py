@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from streams import __version__
+from streams import __version__, recovery_fix
 from streams.metrics import Health
 from streams.settings import Settings, load
 
@@ -84,6 +84,8 @@ def build_app(settings: Settings) -> App:
     )
 
 
+# faust skips table recovery under exactly_once when a changelog was not fetched yet.
+recovery_fix.install()
 settings: Settings = load()
 registry = CollectorRegistry(auto_describe=True)
 health = Health(registry, __version__)
