@@ -126,6 +126,7 @@ def build_app(settings: Settings) -> App:
     )
 
 
+# faust skips table recovery under exactly_once when a changelog was not fetched yet.
 settings: Settings = load()
 registry = CollectorRegistry(auto_describe=True)
 health = Health(registry, __version__)

@@ -38,8 +38,8 @@ from streams.produce import produce_events
 from streams.settings import Settings
 from tests import oracle
 from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
+from tests.integration.harness import LABELS, _settings
 from tests.integration.test_hostile_input import assert_no_crash_logged, read_all
-from tests.integration.test_worker_oracle import LABELS, _settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

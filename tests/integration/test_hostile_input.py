@@ -29,7 +29,7 @@ from streams.produce import Record, produce_events
 from tests import eventset, oracle
 from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
 from tests.fuzz import Env, hostile_records
-from tests.integration.test_worker_oracle import _scrape, _settings, _wait_caught_up
+from tests.integration.harness import _scrape, _settings, _wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -33,7 +33,7 @@ from streams import kafka_local
 from streams.settings import Settings
 from tests import eventset, oracle
 from tests.conftest import ROOT, Figure, WorkerProc, new_worker
-from tests.integration.test_worker_oracle import _scrape, _settings, _wait_caught_up
+from tests.integration.harness import _scrape, _settings, _wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

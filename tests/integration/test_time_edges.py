@@ -39,8 +39,8 @@ from streams.cli import ensure_topics
 from streams.produce import produce_events
 from tests import oracle
 from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
+from tests.integration.harness import _scrape, _settings, _wait_caught_up
 from tests.integration.test_hostile_input import read_all
-from tests.integration.test_worker_oracle import _scrape, _settings, _wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
