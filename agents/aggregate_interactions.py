@@ -1,7 +1,8 @@
 """Agent ``aggregate_interactions``: each fetched batch of input records into the engine.
 
 A batch agent (``streams.intake``): one call per partition and fetch, not per record. It acks
-nothing; the flusher acks a partition's records once the state that holds them is written.
+nothing; the flusher acks a partition's records once the state that holds them is written. A batch
+that does not continue what the partition applied is refused with the offset to read again from.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from streams.topics import interactions
 
 
 @app.batch_agent(interactions)
-async def aggregate_interactions(partition: int, records: Sequence[Record]) -> None:
+async def aggregate_interactions(partition: int, records: Sequence[Record]) -> int | None:
+    rewind = engine.resume_offset(partition, records[0].offset)
+    if rewind is not None:
+        return rewind
     engine.ingest_records(partition, records, wall_ms(), flusher.outcome)
     flusher.hold(partition, records[-1].offset, len(records))
     await flusher.relieve()
+    return None

@@ -125,7 +125,7 @@ class PartitionState:
     __slots__ = (
         "buckets", "chunk_seq", "chunks", "cores", "dedup", "dirty_buckets", "dirty_cores",
         "dirty_deleted", "dirty_markets", "last_offset", "mark", "market_totals", "new_ids",
-        "new_ids_ts",
+        "new_ids_ts", "rewound_to",
     )
 
     def __init__(self) -> None:
@@ -146,6 +146,7 @@ class PartitionState:
         # (summing the accounts of a market at each flush cost more than the events did).
         self.market_totals: dict[tuple[str, int, int], dict[str, float]] = {}
         self.last_offset = -1
+        self.rewound_to: int | None = None
 
     def add_mentions(self, market: str, res: int, idx: int, platform: str, n: float) -> None:
         slot = (market, res, idx)
@@ -249,6 +250,23 @@ class Engine:
         for p, offset, key, raw in records:
             self.ingest(p, offset, key, raw, wall, out)
         return out
+
+    def resume_offset(self, p: int, first: int) -> int | None:
+        """None when a batch starting at offset ``first`` continues what partition ``p`` applied
+        (or overlaps it); otherwise the offset to read the partition again from (-1: its first
+        offset, when nothing was applied). Every state record skips offsets at or below its own
+        ``applied``, which is exact only if a partition's records are applied without a hole.
+
+        A batch that still starts past that offset right after a read from there has a real hole
+        in front of it (records deleted by retention, transaction markers): it is accepted.
+        """
+        ps = self.partitions.get(p) or self.partition(p)
+        expected = ps.last_offset + 1 if ps.last_offset >= 0 else -1
+        if 0 <= first <= max(expected, 0) or ps.rewound_to == expected:
+            ps.rewound_to = None
+            return None
+        ps.rewound_to = expected
+        return expected
 
     def ingest_records(
         self, p: int, records: Sequence[Record], wall: int, out: Outcome

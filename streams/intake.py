@@ -28,7 +28,13 @@ from streams.engine import Record
 # A fetch can hold megabytes of one partition; the loop is given back between calls this big.
 RECORDS_PER_CALL = 500
 
-BatchHandler = Callable[[int, Sequence[Record]], Awaitable[None]]
+# A batch agent returns None once it applied the records, or the offset the partition must be
+# read again from when the batch does not continue what it applied (-1: from the first offset).
+# faust resumes fetching before it seeks the input back to the committed offsets
+# (faust-streaming#216): a partition kept across a rebalance still has the position its discarded
+# prefetch reached, so records from beyond a gap came first, and the gap's records, re-read after
+# the seek, were skipped as already applied (issue #5, fault 1: events lost after SIGKILLs).
+BatchHandler = Callable[[int, Sequence[Record]], Awaitable[int | None]]
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -57,14 +63,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         # Next offset to commit per partition, as acked by the flusher; faust's commit takes it.
         self._acked_through: dict[TopicPartition, int] = {}
-        # faust resumes fetching before it seeks the input back to the committed offsets
-        # (faust-streaming#216): a partition kept across a rebalance still has the position its
-        # discarded prefetch reached, so records from beyond a gap came first and the records
-        # in the gap, re-read after the seek, were skipped as already applied (issue #5, fault
-        # 1: one event lost in 2 of 8 runs). Records reach the agent only from a fetch that began
-        # after this generation's seek and saw no other seek.
-        self._seeks = 0
-        self._sought_generation = -1
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -87,23 +85,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for p in partitions:
             self._acked_through.pop(TopicPartition(topic, p), None)
 
-    async def perform_seek(self) -> None:
-        self._seeks += 1
-        generation = self.app.consumer_generation_id
-        await super().perform_seek()
-        self._sought_generation = generation
-
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
-        seeks = self._seeks
         records, active = await super()._wait_next_records(timeout)
         handlers = self._batch_handlers
         if not records or not handlers or self.should_stop or not self.flow_active:
             # faust's getmany handles (drops and seeks back) what arrives while flow is stopped.
             return records, active
         generation = self.app.consumer_generation_id
-        if seeks != self._seeks or self._sought_generation != generation:
-            # From a position the coming (or a concurrent) seek replaces: read again after it.
-            return {tp: b for tp, b in records.items() if tp.topic not in handlers}, active
         rest: dict[TP, Any] = {}
         get_read_offset = self._read_offset.get
         for tp, batch in records.items():
@@ -124,9 +112,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
             for i in range(0, len(batch), RECORDS_PER_CALL):
                 if i:
                     await asyncio.sleep(0)  # scrapes and timers get in between slices
-                await handler(tp.partition, batch[i:i + RECORDS_PER_CALL])
-            self._read_offset[tp] = batch[-1].offset
+                rewind = await handler(tp.partition, batch[i:i + RECORDS_PER_CALL])
+                if rewind is not None:
+                    await self._rewind(tp, rewind)
+                    break
+            else:
+                self._read_offset[tp] = batch[-1].offset
         return rest, active
+
+    async def _rewind(self, tp: TP, offset: int) -> None:
+        """The agent refused a batch that did not continue what it applied: read again from
+        ``offset`` (-1: the partition's first offset)."""
+        if offset < 0:
+            offset = (await self.earliest_offsets(tp))[tp]
+        self.log.info("read %s again from offset %d", tp, offset)
+        await self.seek(tp, offset)
 
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         yield from super()._filter_tps_with_pending_acks(topics)

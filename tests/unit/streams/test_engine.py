@@ -212,3 +212,18 @@ def test_platform_goal_and_currency_are_capped_per_account_and_survive_a_restart
     out2 = e2.ingest_batch([(0, 10, None, ev("n1", "like", platform="p9")),
                             (0, 11, None, ev("n2", "like", platform="p1"))])
     assert out2.overflow_labels == {"platform": 1}
+
+
+def test_resume_offset_refuses_a_batch_beyond_a_hole() -> None:
+    """A batch that does not continue what a partition applied is refused once, with the offset
+    to read again from; after that read it is a real hole and accepted."""
+    e = Engine(Settings(clock="event"))
+    assert e.resume_offset(0, 0) is None  # offset 0 is the start of any log
+    assert e.resume_offset(1, 7) == -1  # nothing applied: read from the partition's first offset
+    assert e.resume_offset(1, 7) is None  # read from there, still 7: the log starts at 7
+    e.ingest_batch([(2, o, None, b"{}") for o in range(5)])
+    assert e.resume_offset(2, 3) is None  # overlap: replays are skipped record by record
+    assert e.resume_offset(2, 5) is None  # continues
+    assert e.resume_offset(2, 9) == 5  # a hole: 5..8 were never applied
+    assert e.resume_offset(2, 9) is None  # re-read from 5 and 9 came first: a real hole
+    assert e.resume_offset(2, 12) == 5  # a new hole is refused again
