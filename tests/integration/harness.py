@@ -79,9 +79,13 @@ def _wait_caught_up(
 Record = tuple[int, int, bytes | None, bytes, dict[str, bytes]]
 
 
-async def _read_topic(bootstrap: str, topic: str, partitions: int) -> list[Record]:
+async def _read_topic(
+    bootstrap: str, topic: str, partitions: int, timeout: float | None = None
+) -> list[Record]:
+    """Every record of ``topic`` from the beginning to the end offsets seen at the start (a
+    compacted topic may hold fewer: the read then stops at ``timeout``)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
     await consumer.start()
     try:
         parts = [TopicPartition(topic, p) for p in range(partitions)]
@@ -92,9 +96,9 @@ async def _read_topic(bootstrap: str, topic: str, partitions: int) -> list[Recor
         want = sum(ends[tp] - starts[tp] for tp in parts)
         out: list[Record] = []
         # A million records take a while to read back on a busy machine.
-        deadline = time.monotonic() + 60 + want / 5_000
+        deadline = time.monotonic() + (60 + want / 5_000 if timeout is None else timeout)
         while len(out) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000)
+            batch = await consumer.getmany(timeout_ms=1000, max_records=20_000)
             for tp, msgs in batch.items():
                 for m in msgs:
                     out.append((tp.partition, m.offset, m.key, m.value or b"",

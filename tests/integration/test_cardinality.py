@@ -38,8 +38,8 @@ from streams.produce import produce_events
 from streams.settings import Settings
 from tests import oracle
 from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
-from tests.integration.harness import LABELS, _settings
-from tests.integration.test_hostile_input import assert_no_crash_logged, read_all
+from tests.integration.harness import LABELS, _read_topic, _settings
+from tests.integration.test_hostile_input import assert_no_crash_logged
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -220,7 +220,7 @@ def test_cardinality_attack_stays_under_the_caps(
     assert series <= bound
 
     # Exact, overflow included.
-    inputs = asyncio.run(read_all(kafka.bootstrap, s.input_topic, s.topic_partitions))
+    inputs = asyncio.run(_read_topic(kafka.bootstrap, s.input_topic, s.topic_partitions, 1800))
     assert len(inputs) == EVENTS
     expected = oracle.run(((p, o, v) for p, o, _k, v, _h in inputs), s, int(time.time() * 1000),
                           admitted=accounts - {"_other"})

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.events import Rejected
 from schemas.validate import parse
@@ -29,7 +28,7 @@ from streams.produce import Record, produce_events
 from tests import eventset, oracle
 from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
 from tests.fuzz import Env, hostile_records
-from tests.integration.harness import _scrape, _settings, _wait_caught_up
+from tests.integration.harness import _read_topic, _scrape, _settings, _wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -37,35 +36,6 @@ FUZZ = scale(20_000, 1_000_000)
 VALID = scale(3_000, 50_000)
 POOL = scale(2_000, 10_000)  # records drawn by hypothesis; the rest are seeded mutations
 MAX_BYTES = 4096  # a lower limit than the default 64 KiB: oversized records stay cheap to send
-
-KafkaRecord = tuple[int, int, bytes | None, bytes, dict[str, bytes]]
-
-
-async def read_all(bootstrap: str, topic: str, partitions: int,
-                   timeout: float = 1800.0) -> list[KafkaRecord]:
-    """Every record of ``topic`` from the beginning to the end offsets seen at the start."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        starts = await consumer.beginning_offsets(parts)
-        want = sum(ends[tp] - starts[tp] for tp in parts)
-        out: list[KafkaRecord] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=20_000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    out.append((tp.partition, m.offset, m.key, m.value or b"", dict(m.headers)))
-        assert len(out) == want, f"read {len(out)} of {want} records of {topic}"
-        return out
-    finally:
-        await consumer.stop()
-
 
 def assert_no_crash_logged(w: WorkerProc) -> None:
     log = w.log.read_text(errors="replace")
@@ -131,7 +101,7 @@ def test_hostile_input_never_crashes_and_dead_letters_every_bad_record(
     kpis, health = _scrape(w)
     assert health["socialpulse_records_consumed_total"] == produced
 
-    inputs = asyncio.run(read_all(kafka.bootstrap, s.input_topic, s.topic_partitions))
+    inputs = asyncio.run(_read_topic(kafka.bootstrap, s.input_topic, s.topic_partitions, 1800))
     assert len(inputs) == produced
     wall = int(time.time() * 1000)
     expected = oracle.run(((p, o, v) for p, o, _k, v, _h in inputs), s, wall)
@@ -150,7 +120,7 @@ def test_hostile_input_never_crashes_and_dead_letters_every_bad_record(
             reason_of[v] = verdict.reason.value
     bad = Counter(v for _p, _o, _k, v, _h in inputs if v in reason_of)
     del inputs
-    dead = asyncio.run(read_all(kafka.bootstrap, s.dlq_topic, s.topic_partitions))
+    dead = asyncio.run(_read_topic(kafka.bootstrap, s.dlq_topic, s.topic_partitions, 1800))
     assert Counter(v for _p, _o, _k, v, _h in dead) == bad
     wrong = [(reason_of[v], h.get("reason")) for _p, _o, _k, v, h in dead
              if h.get("reason", b"").decode() != reason_of[v]]

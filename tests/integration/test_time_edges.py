@@ -39,8 +39,7 @@ from streams.cli import ensure_topics
 from streams.produce import produce_events
 from tests import oracle
 from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
-from tests.integration.harness import _scrape, _settings, _wait_caught_up
-from tests.integration.test_hostile_input import read_all
+from tests.integration.harness import _read_topic, _scrape, _settings, _wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -223,7 +222,7 @@ def test_time_edges_are_oracle_exact(
     else:
         got = _scrape_in_one_bucket(w, [b for _l, b in windows])
         kpis, health, wall = got.kpis, got.health, got.wall
-    inputs = asyncio.run(read_all(kafka.bootstrap, s.input_topic, s.topic_partitions))
+    inputs = asyncio.run(_read_topic(kafka.bootstrap, s.input_topic, s.topic_partitions, 1800))
     assert len(inputs) == produced
     expected = oracle.run(((p, o, v) for p, o, _k, v, _h in inputs), s, wall)
     if clock == "event":
