@@ -118,10 +118,12 @@ class _Caps:
 
 def run(
     records: Iterable[tuple[int, int, bytes]], settings: Settings, wall_ms: int,
-    admitted: Collection[str] | None = None,
+    admitted: Collection[str] | None = None, owners: Collection[Collection[int]] | None = None,
 ) -> OracleResult:
     """``records``: (partition, offset, value) in any order; the oracle sorts them.
-    ``admitted``: the accounts under the cap, when the walk order cannot tell (see above)."""
+    ``admitted``: the accounts under the cap, when the walk order cannot tell (see above).
+    ``owners``: the partitions of each worker, when several export; with the event clock each
+    worker's windows end at the newest event time of its own partitions."""
     retention = settings.retention_ms
     event_clock = settings.clock == "event"
     caps = _Caps(settings, admitted)
@@ -152,14 +154,24 @@ def run(
             applied.append(Applied(caps.apply(p, ev), p, st if event_clock else wall_ms))
         stream_time[p] = st if event_clock else wall_ms  # from here on: the partition's clock
     now = max(stream_time.values(), default=-1) if event_clock else wall_ms
+    # The clock each partition's accounts are exported with: its worker's.
+    clock_of = {p: now for p in stream_time}
+    if event_clock and owners:
+        for group in owners:
+            group_now = max((stream_time[p] for p in group if p in stream_time), default=-1)
+            clock_of.update({p: group_now for p in group if p in stream_time})
     result = _Oracle(settings, wall_ms)
-    _kpis(result, applied, stream_time, now)
+    _kpis(result, applied, stream_time, clock_of)
     return OracleResult(dict(result.series), dict(rejected), late, dups, len(applied), now,
                         dict(caps.overflow))
 
 
-def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: int) -> None:
+def _kpis(
+    o: _Oracle, applied: list[Applied], stream_time: dict[int, int], clock_of: dict[int, int]
+) -> None:
     s = o.settings
+    # an account lives in one partition ("_other" in many, with one worker: one clock)
+    now_of: dict[str, int] = {a.ev.account: clock_of[a.partition] for a in applied}
     retention = s.retention_ms
     windows = s.window_specs
     largest = windows[-1]
@@ -211,7 +223,7 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
             known[a.ev.account].add(a.ev.platform)
 
     market_of = s.market_of
-    for w in windows:
+    for w, now in [(w, now) for w in windows for now in sorted(set(now_of.values()))]:
         lo = (now // w.bucket_ms - 29) * w.bucket_ms
         hi = (now // w.bucket_ms + 1) * w.bucket_ms  # exclusive; a wall clock has a future
         in_window = [a.ev for a in applied if lo <= a.ev.ts < hi]
@@ -223,6 +235,8 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
         for (acc, plat), evs in by_ap.items():
             market_mentions[(market_of(acc), plat)] += sum(1 for e in evs if e.type == "mention")
         for acc in accounts:
+            if now_of[acc] != now:
+                continue  # exported by a worker with another clock
             # "_other" (over the account cap) is exported on platform="all" only (SPEC §4)
             plats = {*known[acc], "all"} if acc != OTHER else {"all"}
             for plat in plats:
@@ -269,7 +283,7 @@ def _kpis(o: _Oracle, applied: list[Applied], stream_time: dict[int, int], now: 
                 continue
             for p in (m.ev.platform, "all"):
                 pending[p] += 1
-                if now - m.ev.ts > sla_ms:
+                if now_of[acc] - m.ev.ts > sla_ms:
                     overdue[p] += 1
             plats.add(m.ev.platform)
         revenue: dict[tuple[str, str], float] = defaultdict(float)

@@ -124,11 +124,15 @@ def _produce(
     assert summary.sent == len(records), summary
 
 
-def _expected(env: dict[str, str], kafka: Broker) -> tuple[list[Record], oracle.OracleResult]:
-    """The input read back from Kafka, and the oracle's KPIs over it."""
+def _expected(
+    env: dict[str, str], kafka: Broker, owners: list[list[int]] | None = None
+) -> tuple[list[Record], oracle.OracleResult]:
+    """The input read back from Kafka, and the oracle's KPIs over it (``owners``: each
+    worker's partitions, when several export)."""
     s = _settings(env)
     inputs = asyncio.run(_read_topic(kafka.bootstrap, s.input_topic, s.topic_partitions))
-    expected = oracle.run(((p, o, v) for p, o, _k, v, _h in inputs), s, int(time.time() * 1000))
+    expected = oracle.run(((p, o, v) for p, o, _k, v, _h in inputs), s, int(time.time() * 1000),
+                          owners=owners)
     return inputs, expected
 
 
