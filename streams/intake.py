@@ -112,6 +112,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             for i in range(0, len(batch), RECORDS_PER_CALL):
                 if i:
                     await asyncio.sleep(0)  # scrapes and timers get in between slices
+                    if self.app.consumer_generation_id != generation or not self.flow_active:
+                        break  # revoked meanwhile: its next owner reads the rest
                 rewind = await handler(tp.partition, batch[i:i + RECORDS_PER_CALL])
                 if rewind is not None:
                     await self._rewind(tp, rewind)
@@ -123,6 +125,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def _rewind(self, tp: TP, offset: int) -> None:
         """The agent refused a batch that did not continue what it applied: read again from
         ``offset`` (-1: the partition's first offset)."""
+        if tp not in self.assignment():
+            return  # revoked meanwhile: its next owner seeks it to the committed offset
         if offset < 0:
             offset = (await self.earliest_offsets(tp))[tp]
         self.log.info("read %s again from offset %d", tp, offset)
