@@ -20,7 +20,7 @@ from faust.types import TP
 
 from schemas.events import Rejected
 from streams.app import app, health, settings
-from streams.engine import Engine, Outcome, Snapshot
+from streams.engine import BUCKETS, Engine, Outcome, Snapshot
 from streams.intake import BatchConsumer
 from streams.market import MarketBoard
 from streams.outlet import OutRecord, send_all
@@ -148,11 +148,17 @@ class Flusher:
                         for p, mkey, mvalue in item.snapshot.markets)
             for p in item.snapshot.offsets:
                 then.extend((markets, p, dead_key, None, [])
-                            for dead_key in board.expired(p, self.engine.floors(p)))
+                            for dead_key in board.expired(p, self._tombstone_floors(p)))
             await send_all(producer, then)
             for p, last in item.acks.items():
                 consumer.ack_through(topic, p, last + 1)
             self._backlog.pop(0)
+
+    def _tombstone_floors(self, p: int) -> list[int]:
+        """A window's length below the partition's own floors: other workers, whose clocks may
+        lag this partition's, still read these totals for their share of voice (each reader
+        keeps only the buckets of its own windows)."""
+        return [f - BUCKETS for f in self.engine.floors(p)]
 
     async def forget(self, partitions: set[int]) -> None:
         """A rebalance took ``partitions`` away: their unflushed work belongs to the next owner."""
