@@ -322,38 +322,64 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from streams import kafka_local
 
     started_kafka = start_local_kafka(settings)
-    worker: subprocess.Popen[bytes] | None = None
+    worker = _Worker(settings)
     try:
         require_broker(settings)
         asyncio.run(ensure_topics(settings))
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            env={**os.environ, "SOCIALPULSE_CLOCK": settings.clock},
-        )
+        first = worker.start()
         base = f"http://{settings.web_host}:{settings.web_port}"
-        print(f"worker pid {worker.pid}\n  metrics: {base}/metrics\n"
+        print(f"worker pid {first.pid}\n  metrics: {base}/metrics\n"
               f"  kpis:    {base}/kpis?account=acme&window=5m\n"
               f"simulating {args.rate:g} events/s ({args.scenario}); Ctrl-C stops everything",
               flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_simulate_while_alive(settings, args, worker))
-        if worker.poll() not in (None, 0):
-            raise CliError(f"the worker exited with code {worker.returncode}; see its log above")
+        code = worker.proc.poll() if worker.proc is not None else None
+        if code not in (None, 0):
+            raise CliError(f"the worker exited with code {code}; see its log above")
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        proc = worker.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                worker.wait(timeout=20)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                worker.kill()
+                proc.kill()
         if started_kafka:
             kafka_local.stop(settings.kafka_data_dir)
             print("stopped local Kafka")
     return 0
 
 
+class _Worker:
+    """The demo's worker process, restarted when it stops itself as stalled (``EXIT_STALLED``),
+    as Kubernetes or systemd would."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = {**os.environ, "SOCIALPULSE_CLOCK": settings.clock}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                     env=self.env)
+        return self.proc
+
+    def alive(self) -> bool:
+        """True while a worker runs; restarts one that exited as stalled."""
+        from streams.watchdog import EXIT_STALLED
+
+        if self.proc is None or self.proc.poll() is None:
+            return self.proc is not None
+        if self.proc.returncode == EXIT_STALLED:
+            old = self.proc.pid
+            new = self.start().pid
+            print(f"worker {old} stopped itself as stalled; restarted as pid {new}", flush=True)
+            return True
+        return False
+
+
 async def _simulate_while_alive(
-    settings: Settings, args: argparse.Namespace, worker: subprocess.Popen[bytes]
+    settings: Settings, args: argparse.Namespace, worker: _Worker
 ) -> None:
     """Run the simulator until its duration ends, Ctrl-C, or the worker dies (then stop too)."""
     from streams.produce import simulate_live
@@ -361,7 +387,7 @@ async def _simulate_while_alive(
     stop = asyncio.Event()
 
     async def watch() -> None:
-        while worker.poll() is None:
+        while worker.alive():
             await asyncio.sleep(0.5)
         stop.set()
 

@@ -784,7 +784,13 @@ def _review(a: PlatformAgg, ev: Event) -> None:
     a.c[RATING_SUM] += ev.rating or 0
 
 
+def _present(a: PlatformAgg, ev: Event) -> None:
+    """A followers snapshot adds to no windowed count, but its platform is one the account has
+    in the window: its series are exported (zeros, and ratios over the follower count)."""
+
+
 _BUCKET_RULES: dict[str, Callable[[PlatformAgg, Event], None]] = {
+    "followers": _present,
     "impression": _impression,
     "like": _counter(LIKES),
     "save": _counter(SAVES),

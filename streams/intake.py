@@ -63,6 +63,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         # Next offset to commit per partition, as acked by the flusher; faust's commit takes it.
         self._acked_through: dict[TopicPartition, int] = {}
+        # Offsets the broker confirmed as committed, per partition of the batch topics (faust's
+        # own ``_committed_offset`` is updated even when a commit fails). Read by the watchdog.
+        self.confirmed_commits: dict[TP, int] = {}
+        # Tests only (``SOCIALPULSE_FAULT_INJECTION=stop_commits``): every commit fails.
+        self.refuse_commits = False
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -84,6 +89,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Partitions revoked: their next owner commits them."""
         for p in partitions:
             self._acked_through.pop(TopicPartition(topic, p), None)
+            self.confirmed_commits.pop(TP(topic, p), None)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         records, active = await super()._wait_next_records(timeout)
@@ -137,6 +143,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp in list(self._acked_through):
             if topics is None or tp in topics or tp.topic in topics:
                 yield tp
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        if self.refuse_commits:
+            return False
+        assignment = self.assignment()
+        did_commit: bool = await super()._commit_offsets(
+            offsets, start_new_transaction=start_new_transaction)
+        if did_commit:
+            handlers = self._batch_handlers
+            self.confirmed_commits.update(
+                (tp, offset) for tp, offset in offsets.items()
+                if tp.topic in handlers and tp in assignment)
+        return did_commit
 
     def _new_offset(self, tp: TP) -> int | None:
         if tp.topic in self._batch_handlers:

@@ -220,6 +220,18 @@ class Health:
         self.accounts = Gauge(
             "socialpulse_exported_accounts", "Accounts this worker exports.", registry=registry
         )
+        self.stalled_seconds = Gauge(
+            "socialpulse_stalled_seconds",
+            "How long an owned input partition has had records to apply or offsets to commit "
+            "without moving (0 while every partition progresses); see SOCIALPULSE_STALL_*.",
+            registry=registry,
+        )
+        self.window_end = Gauge(
+            "socialpulse_window_end_timestamp_seconds",
+            "Where the KPI windows of the last /metrics compute end: the clock that compute "
+            "used (wall time, or the newest event time with the event clock).",
+            registry=registry,
+        )
         # Every reason and kind exists from the start, at 0: "no rejections" is a value a
         # dashboard can show and a rate() can see, unlike a missing series.
         for reason in Reason:

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     flush_interval_seconds: float = Field(default=5.0, gt=0)
     # ... or after this many events, whichever comes first.
     flush_max_events: int = Field(default=20_000, ge=1)
+    # Owning partitions with work left and neither applying nor committing for this long: one
+    # log line, socialpulse_stalled_seconds, and GET /ready fails (streams.watchdog) ...
+    stall_warn_seconds: float = Field(default=60.0, gt=0)
+    # ... and for this long: the worker exits with code 3 so that its supervisor restarts it.
+    stall_exit_seconds: float = Field(default=300.0, gt=0)
+    # Tests only: provoke a stall ("stop_fetcher": the fetcher stops after the first batch;
+    # "stop_commits": offsets are never committed again). Never set in production.
+    fault_injection: Literal["none", "stop_fetcher", "stop_commits"] = "none"
 
     # --- KPI semantics (SPEC §2-§4) -----------------------------------------------------------
     windows: Annotated[list[str], NoDecode] = ["5m", "1h", "24h"]
@@ -124,6 +132,12 @@ class Settings(BaseSettings):
         for label in value:
             parse_duration(label)
         return value
+
+    @model_validator(mode="after")
+    def _stall_limits(self) -> Settings:
+        if self.stall_exit_seconds < self.stall_warn_seconds:
+            raise ValueError("stall_exit_seconds must be >= stall_warn_seconds")
+        return self
 
     @field_validator("markets", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from streams.market import MarketBoard
 from streams.outlet import OutRecord, send_all
 from streams.steps import run_async
 from streams.topics import dead_letters, interactions
+from streams.watchdog import ProgressWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -227,4 +228,5 @@ state = StateTable(
 )
 app.tables.add(state)
 flusher = Flusher(engine, state, settings.flush_max_events)
+watchdog = ProgressWatchdog(settings.stall_warn_seconds, settings.stall_exit_seconds)
 app.before_stop.append(flusher.flush)

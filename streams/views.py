@@ -101,13 +101,16 @@ def compute(
     settings: Settings,
     only_account: str | None = None,
     remote: RemoteMentions = (),
+    now: int | None = None,
 ) -> SeriesMap:
     """All KPI series of the owned accounts (or of one), labels in ``KpiMetric.labels`` order.
 
     ``remote``: (partition, market, platform, resolution, bucket index, mentions) published by
     the workers that own the other partitions; share of voice needs every account of a market.
+    ``now``: where the windows end (default ``engine.clock()``); the scrape passes the reading it
+    also exports, so a test can give the oracle the very clock of the values it compares.
     """
-    return run(_compute_steps(engine, settings, only_account, remote))
+    return run(_compute_steps(engine, settings, only_account, remote, now))
 
 
 async def compute_async(
@@ -115,10 +118,11 @@ async def compute_async(
     settings: Settings,
     only_account: str | None = None,
     remote: RemoteMentions = (),
+    now: int | None = None,
 ) -> SeriesMap:
     """``compute`` that gives the event loop back every few accounts, so a scrape of many
     accounts delays the stream by one slice at a time, not by the whole computation."""
-    return await run_async(_compute_steps(engine, settings, only_account, remote))
+    return await run_async(_compute_steps(engine, settings, only_account, remote, now))
 
 
 # An account's views take a few milliseconds: two per slice keeps a scrape's stall short.
@@ -126,9 +130,11 @@ ACCOUNTS_PER_SLICE = 2
 
 
 def _compute_steps(
-    engine: Engine, settings: Settings, only_account: str | None, remote: RemoteMentions
+    engine: Engine, settings: Settings, only_account: str | None, remote: RemoteMentions,
+    now: int | None = None,
 ) -> Generator[None, None, SeriesMap]:
-    now = engine.clock()
+    if now is None:
+        now = engine.clock()
     out: SeriesMap = defaultdict(list)
     if now < 0:
         return out

@@ -18,17 +18,20 @@ from streams.engine import wall_ms
 from streams.exporter import consumer_lag, refresh_health, render_steps
 from streams.metrics import sample_metrics
 from streams.steps import run_async
-from streams.tables import board, engine, flusher
+from streams.tables import board, engine, flusher, watchdog
 from streams.topics import interactions
 from streams.views import SeriesMap, compute_async
+from streams.watchdog import Verdict
 
 
 class _ScrapeCache:
-    """The last computed series. One compute at a time; a scrape that arrives while one runs
-    waits for it and uses its result instead of computing the same thing again."""
+    """The last computed series and the clock they were computed at. One compute at a time; a
+    scrape that arrives while one runs waits for it and uses its result (and its clock) instead
+    of computing the same thing again."""
 
     def __init__(self) -> None:
         self.series: SeriesMap | None = None
+        self.clock_ms = -1
         self.lock = asyncio.Lock()
         self.generation = 0
 
@@ -37,7 +40,10 @@ class _ScrapeCache:
         async with self.lock:
             if self.generation != arrived_at:
                 return  # a compute finished after this scrape arrived: its values are fresh
-            self.series = await compute_async(engine, settings, remote=board.entries())
+            clock = engine.clock()
+            self.series = await compute_async(engine, settings, remote=board.entries(),
+                                              now=clock)
+            self.clock_ms = clock
             self.generation += 1
 
 
@@ -63,6 +69,8 @@ async def metrics(view: web.View, request: web.Request) -> web.Response:
     refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending)
     await _cache.refresh()
     series = _cache.series or {}
+    if _cache.clock_ms >= 0:
+        health.window_end.set(_cache.clock_ms / 1000.0)
     # Rendered in slices on the loop, not in a thread: a rendering thread holds the GIL for
     # whole switch intervals and the stream behind it waits as long. The text is KpiCollector's
     # output (tests/unit/streams/test_exporter.py holds them equal), formatted without
@@ -84,7 +92,26 @@ async def status(view: web.View, request: web.Request) -> web.Response:
         "unflushed_records": flusher.pending,
         "newest_event_ms": engine.newest_event_ms(),
         "flushes": flusher.flushes_total,
+        # Where windows end now, and where those of the last /metrics compute ended.
+        "clock_ms": engine.clock(),
+        "window_end_ms": _cache.clock_ms,
+        "stalled_seconds": round(watchdog.latest.stalled_seconds, 1),
     })
+
+
+@app.page("/ready")
+async def ready(view: web.View, request: web.Request) -> web.Response:
+    """Readiness: 200 once the worker owns recovered partitions and progresses; 503 while it
+    recovers or rebalances, and while the progress watchdog says it is stalled."""
+    reading = watchdog.latest
+    reasons = []
+    if app.in_recovery or app.rebalancing:
+        reasons.append("recovering")
+    if reading.verdict is not Verdict.OK:
+        reasons.append(f"stalled {reading.stalled_seconds:.0f} s ({reading.half} partitions "
+                       f"{list(reading.stuck)})")
+    body = {"ready": not reasons, "reasons": reasons}
+    return view.json(body, status=503 if reasons else 200)
 
 
 @app.page("/kpis")
@@ -101,8 +128,10 @@ async def kpis(view: web.View, request: web.Request) -> web.Response:
             target = f"{owner.rstrip('/')}/kpis?{request.query_string}"
             return view.bytes(b"", status=307, headers={"Location": target})
         return view.json({"error": f"unknown account {account!r}"}, status=404)
-    series = await compute_async(engine, settings, only_account=account, remote=board.entries())
-    return view.json(_as_json(account, window, series))
+    clock = engine.clock()
+    series = await compute_async(engine, settings, only_account=account, remote=board.entries(),
+                                 now=clock)
+    return view.json(_as_json(account, window, series, clock))
 
 
 def _owner_url(account: str) -> str | None:
@@ -116,7 +145,9 @@ def _owner_url(account: str) -> str | None:
     return url
 
 
-def _as_json(account: str, window: str | None, series: dict[str, Any]) -> dict[str, Any]:
+def _as_json(
+    account: str, window: str | None, series: dict[str, Any], clock_ms: int
+) -> dict[str, Any]:
     """{"windows": {w: {platform: {kpi: value}}}, "current": {...}, "campaigns": {...}}."""
     windows: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
     current: dict[str, Any] = defaultdict(dict)
@@ -133,7 +164,7 @@ def _as_json(account: str, window: str | None, series: dict[str, Any]) -> dict[s
                 target[labels[2]][labels[1]][key] = value
     return {
         "account": account,
-        "clock_ms": engine.clock(),
+        "clock_ms": clock_ms,
         "windows": windows,
         "current": current,
         "campaigns": campaigns,

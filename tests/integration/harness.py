@@ -51,20 +51,52 @@ def _scrape(w: WorkerProc) -> tuple[Series, dict[str, float]]:
     return kpis, health
 
 
+class Progress:
+    """A deadline that moves with progress: ``stalled()`` once what ``see`` was given has not
+    changed for ``stall_s`` seconds. Waits on a slow or busy machine last as long as the work
+    moves, and one that stopped moving fails in ``stall_s``, not at pytest's timeout."""
+
+    def __init__(self, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self.started = self.changed = time.monotonic()
+        self._last: object = None
+
+    def see(self, state: object) -> None:
+        if state != self._last:
+            self._last, self.changed = state, time.monotonic()
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self.changed > self.stall_s
+
+    def quiet_for(self) -> float:
+        return time.monotonic() - self.changed
+
+
+def _progress_key(h: dict[str, float]) -> tuple[float, ...]:
+    return tuple(h.get(k, -1.0) for k in (
+        "socialpulse_records_consumed_total", "socialpulse_consumer_lag_records",
+        "socialpulse_unflushed_records", "socialpulse_assigned_partitions",
+        "socialpulse_flushes_total"))
+
+
 def _wait_caught_up(
     w: WorkerProc, produced: int, timeout: float = 120.0, *, flushed: bool = True,
     partitions: int | None = 3,
 ) -> dict[str, float]:
     """Until the worker owns ``partitions`` (None: any), has read every record of them and
-    flushed them all, twice in a row."""
-    deadline = time.monotonic() + timeout
+    flushed them all, twice in a row. Fails once nothing moved for ``timeout`` seconds (records
+    read, lag, unflushed records, partitions, flushes), however long the whole wait took."""
+    progress = Progress(timeout)
     settled = 0
-    while time.monotonic() < deadline:
+    while not progress.stalled():
+        if w.proc is not None and w.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {w.proc.returncode}:\n{w.tail()}")
         try:
             _, h = _scrape(w)
         except OSError:
             time.sleep(0.5)
             continue
+        progress.see(_progress_key(h))
         done = (h.get("socialpulse_consumer_lag_records", 1) == 0
                 and h.get("socialpulse_assigned_partitions", 0) > 0
                 and partitions in (None, h.get("socialpulse_assigned_partitions"))
@@ -73,7 +105,8 @@ def _wait_caught_up(
         if settled >= 2:
             return h
         time.sleep(0.5)
-    raise AssertionError(f"worker did not catch up with {produced} records:\n{w.tail()}")
+    raise AssertionError(f"worker did not catch up with {produced} records: nothing moved for "
+                         f"{timeout} s:\n{w.tail()}")
 
 
 Record = tuple[int, int, bytes | None, bytes, dict[str, bytes]]
@@ -124,15 +157,24 @@ def _produce(
     assert summary.sent == len(records), summary
 
 
+def window_end_ms(health: dict[str, float]) -> int | None:
+    """The clock of the scraped KPI values (``socialpulse_window_end_timestamp_seconds``)."""
+    value = health.get("socialpulse_window_end_timestamp_seconds")
+    return None if value is None else round(value * 1000)
+
+
 def _expected(
-    env: dict[str, str], kafka: Broker, owners: list[list[int]] | None = None
+    env: dict[str, str], kafka: Broker, owners: list[list[int]] | None = None,
+    wall_ms: int | None = None,
 ) -> tuple[list[Record], oracle.OracleResult]:
     """The input read back from Kafka, and the oracle's KPIs over it (``owners``: each
-    worker's partitions, when several export)."""
+    worker's partitions, when several export). ``wall_ms``: the wall clock the oracle stands
+    for; with ``clock=wall`` pass the clock of the scrape compared (``window_end_ms``), so both
+    sides compute the windows at the same instant."""
     s = _settings(env)
     inputs = asyncio.run(_read_topic(kafka.bootstrap, s.input_topic, s.topic_partitions))
-    expected = oracle.run(((p, o, v) for p, o, _k, v, _h in inputs), s, int(time.time() * 1000),
-                          owners=owners)
+    wall = wall_ms if wall_ms is not None else int(time.time() * 1000)
+    expected = oracle.run(((p, o, v) for p, o, _k, v, _h in inputs), s, wall, owners=owners)
     return inputs, expected
 
 
@@ -143,13 +185,18 @@ def _check(
     """The worker is caught up and every series equals the oracle's; ``report`` is called with
     the oracle's result and the live series before anything is asserted (for figures)."""
     s = _settings(env)
-    _wait_caught_up(w, produced, timeout=max(120.0, produced / 500))
+    _wait_caught_up(w, produced)
     kpis, health = _scrape(w)
-    inputs, expected = _expected(env, kafka)
+    clock = window_end_ms(health)
+    inputs, expected = _expected(env, kafka, wall_ms=clock if s.clock == "wall" else None)
     if report is not None:
         report(expected, kpis)
     assert len(inputs) == produced
     problems = oracle.compare(expected.series, kpis)
+    # With the event clock the worker's windows end at its newest event: the same as the
+    # oracle's unless the two did not see the same events.
+    if s.clock == "event" and clock != expected.now:
+        problems.insert(0, f"window end: worker {clock} != oracle {expected.now}")
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:40])
     if one_process:
         # Health counters live in the process; they agree with the oracle when one saw it all.
@@ -168,19 +215,20 @@ def _check(
 
 def _records(
     count: int = COUNT, *, span_s: float | None = None, end_ms: int | None = None, seed: int = 7,
+    now_ms: int | None = None,
 ) -> list[eventset.TestRecord]:
     """Simulated traffic with duplicates, disorder, late and malformed records.
 
-    By default 20 events a second starting 40 minutes ago. With ``span_s`` the events are spread
-    over that many seconds of event time ending ``end_ms`` (default: two minutes ago), whatever
-    their count, so that a run of any size fits in one window; late ones are 40 minutes older.
+    By default 20 events a second starting 40 minutes before ``now_ms`` (default: the wall clock).
+    With ``span_s`` the events are spread over that many seconds of event time ending ``end_ms``
+    (default: two minutes before ``now_ms``), whatever their count, so that a run of any size fits
+    in one window; late ones are 40 minutes older.
     """
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
     if span_s is None:
-        start = int(time.time() * 1000) - 40 * 60_000
-        return eventset.build(start_ms=start, count=count, late_ms=40 * 60_000, seed=seed)
-    end = end_ms if end_ms is not None else int(time.time() * 1000) - 120_000
-    return eventset.build(start_ms=end - int(span_s * 1000), count=count, rate=count / span_s,
-                          late_ms=40 * 60_000, seed=seed)
+        return eventset.at_rate(now, count, seed=seed)
+    end = end_ms if end_ms is not None else now - 120_000
+    return eventset.spread(count, span_s=span_s, end_ms=end, seed=seed)
 
 
 # Exact per-event counts: each valid event of these types adds exactly one to one series per

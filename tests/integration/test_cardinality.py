@@ -56,6 +56,11 @@ CAPS = {
 SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
+def events_at(now_ms: int) -> Iterator[dict[str, Any]]:
+    """The test's input: 14 minutes of event time from 15 minutes before ``now_ms``."""
+    return _events(now_ms - 15 * 60_000, 14 * 60_000)
+
+
 def _events(start_ms: int, span_ms: int, seed: int = 8) -> Iterator[dict[str, Any]]:
     rng = random.Random(seed)
     platforms = ["instagram", "x", "web"]
@@ -147,7 +152,7 @@ def test_cardinality_attack_stays_under_the_caps(
     s = _settings(env)
     now = int(time.time() * 1000)
     asyncio.run(ensure_topics(s))
-    summary = asyncio.run(produce_events(s, _events(now - 15 * 60_000, 14 * 60_000)))
+    summary = asyncio.run(produce_events(s, events_at(now)))
     assert summary.sent == EVENTS, summary
 
     w = new_worker(env, tmp_path).start()
@@ -188,7 +193,7 @@ def test_cardinality_attack_stays_under_the_caps(
     # code or one of our own words, and none is an identifier of the input.
     idents: set[str] = set()
     sent_accounts: set[str] = set()
-    for ev in _events(now - 15 * 60_000, 14 * 60_000):
+    for ev in events_at(now):
         sent_accounts.add(ev["account"])
         idents.update(v for v in (ev["user_id"], ev["post_id"], ev.get("url")) if v is not None)
     for name, values in label_values.items():

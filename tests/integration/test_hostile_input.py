@@ -68,10 +68,8 @@ def test_hostile_input_never_crashes_and_dead_letters_every_bad_record(
     env = {**worker_env, "SOCIALPULSE_MAX_RECORD_BYTES": str(MAX_BYTES)}
     s = _settings(env)
     now = int(time.time() * 1000)
-    start = now - 40 * 60_000
     # The valid traffic spans 35 minutes of event time whatever its size.
-    valid = eventset.build(start_ms=start, count=VALID, late_ms=40 * 60_000,
-                           rate=VALID / (35 * 60))
+    valid = eventset.spread(VALID, span_s=35 * 60, end_ms=now - 5 * 60_000)
     gen = hostile_records(Env(("acme", "globex"), (now - 20 * 60_000, now - 6 * 60_000), now,
                               MAX_BYTES), FUZZ, pool=POOL)
     print(f"fuzz: {gen.pool_size} drawn by hypothesis in {gen.pool_seconds:.1f} s, "
@@ -91,7 +89,7 @@ def test_hostile_input_never_crashes_and_dead_letters_every_bad_record(
     pid = w.proc.pid
     started = time.monotonic()
     w.wait_ready(timeout=300)
-    _wait_caught_up(w, produced, timeout=scale(600, 3600))
+    _wait_caught_up(w, produced, timeout=180)
     seconds = time.monotonic() - started
     # Zero crashes: the one process we started is alive, never replaced, and serving; and no
     # agent inside it crashed and was restarted by faust (that would log a traceback).

@@ -211,8 +211,7 @@ def test_worker_produce_and_simulate_over_sasl_ssl(
     secure_kafka: SecureBroker, secure_env: dict[str, str], tmp_path: Path, figure: Figure
 ) -> None:
     env = secure_env
-    records = eventset.build(start_ms=int(time.time() * 1000) - 40 * 60_000, count=COUNT,
-                             late_ms=40 * 60_000)
+    records = eventset.at_rate(int(time.time() * 1000), COUNT)
     lines = _jsonl(records, tmp_path / "events.jsonl")
     produce = _cli(env, "produce", str(tmp_path / "events.jsonl"))
     produced = _sent(produce)

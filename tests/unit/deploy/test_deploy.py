@@ -649,10 +649,11 @@ def test_k8s_manifests() -> None:
     (container,) = spec["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 6066}
-    for probe in ("livenessProbe", "readinessProbe"):
+    # /status and /ready, not /metrics: a probe must not pay for rendering every KPI series;
+    # readiness fails while the worker recovers or its progress watchdog says it is stalled.
+    for probe, path in (("livenessProbe", "/status"), ("readinessProbe", "/ready")):
         get = container[probe]["httpGet"]
-        # /status, not /metrics: a probe must not pay for rendering every KPI series
-        assert get["path"] == "/status" and ports.get(get["port"], get["port"]) == 6066
+        assert get["path"] == path and ports.get(get["port"], get["port"]) == 6066
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "512Mi"}
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/var/lib/socialpulse" in mounts

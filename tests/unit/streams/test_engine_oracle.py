@@ -39,8 +39,7 @@ def _as_dict(series: dict[str, list[tuple[tuple[str, ...], float]]]) -> dict:
 
 @pytest.fixture(scope="module")
 def records() -> list[tuple[int, int, bytes | None, bytes]]:
-    start = int(time.time() * 1000) - 40 * 60_000
-    return _partitioned(eventset.build(start_ms=start, count=6_000, late_ms=40 * 60_000))
+    return _partitioned(eventset.at_rate(int(time.time() * 1000), 6_000))
 
 
 def _oracle(

@@ -1,0 +1,83 @@
+"""Timer ``watch_progress``: a worker that owns lagging partitions and makes no progress says so.
+
+Every few seconds it asks the broker for the end offsets of the owned input partitions (the
+fetcher's highwaters stop moving when the fetcher does) and hands them, with what the engine
+applied and what the broker confirmed as committed, to ``streams.watchdog``. Past
+``SOCIALPULSE_STALL_WARN_SECONDS`` it logs one line, sets ``socialpulse_stalled_seconds`` and
+``GET /ready`` answers 503; past ``SOCIALPULSE_STALL_EXIT_SECONDS`` the process exits with code 3
+(``EXIT_STALLED``) so that its supervisor restarts it. Table recovery and rebalances pause it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from streams.app import app, health, settings
+from streams.intake import BatchConsumer
+from streams.tables import engine, watchdog
+from streams.topics import interactions
+from streams.watchdog import EXIT_STALLED, PartitionProgress, Verdict
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = min(5.0, settings.stall_warn_seconds / 4)
+
+_fault_done = False
+
+
+@app.timer(interval=CHECK_INTERVAL_S, name="watch_progress")
+async def watch_progress() -> None:
+    consumer = app.consumer
+    if not isinstance(consumer, BatchConsumer):
+        return
+    await _inject_fault(consumer)
+    topic = interactions.get_topic_name()
+    tps = [tp for tp in consumer.assignment() if tp.topic == topic]
+    paused = bool(app.in_recovery or app.rebalancing)
+    ends: dict[int, int] = {}
+    if tps and not paused:
+        try:
+            ends = {tp.partition: off for tp, off in (await consumer.highwaters(*tps)).items()
+                    if off is not None}
+        except Exception as exc:  # broker away: nothing is known to be waiting
+            log.debug("watchdog: no end offsets: %s", exc)
+    progress = {}
+    for tp in tps:
+        ps = engine.partitions.get(tp.partition)
+        applied = ps.last_offset + 1 if ps is not None and ps.last_offset >= 0 else None
+        progress[tp.partition] = PartitionProgress(
+            ends.get(tp.partition), applied, consumer.confirmed_commits.get(tp))
+    before = watchdog.latest
+    reading = watchdog.observe(time.monotonic(), progress, paused=paused)
+    health.stalled_seconds.set(round(reading.stalled_seconds, 1))
+    if reading.verdict is not Verdict.OK and before.verdict is Verdict.OK:
+        log.error("worker stalled: partitions %s of %s have had records waiting for %.0f s "
+                  "with no %s progress; GET /ready fails, exit after %.0f s",
+                  list(reading.stuck), topic, reading.stalled_seconds, reading.half,
+                  settings.stall_exit_seconds)
+    elif reading.verdict is Verdict.OK and before.verdict is not Verdict.OK:
+        log.warning("worker progressing again after a stall")
+    if reading.verdict is Verdict.EXIT:
+        log.critical("worker stalled for %.0f s (%s partitions %s): exiting with code %d so "
+                     "that the supervisor restarts it", reading.stalled_seconds, reading.half,
+                     list(reading.stuck), EXIT_STALLED)
+        logging.shutdown()
+        os._exit(EXIT_STALLED)  # a wedged worker may not stop cleanly; its state is durable
+
+
+async def _inject_fault(consumer: BatchConsumer) -> None:
+    """``SOCIALPULSE_FAULT_INJECTION`` (tests only): stop the fetcher once something was
+    applied, or refuse every commit."""
+    global _fault_done
+    fault = settings.fault_injection
+    if fault == "none" or _fault_done:
+        return
+    if fault == "stop_commits":
+        consumer.refuse_commits = True
+        _fault_done = True
+    elif fault == "stop_fetcher" and any(ps.last_offset >= 0 for ps in engine.partitions.values()):
+        log.warning("fault injection: stopping the fetcher")
+        await app._fetcher.stop()
+        _fault_done = True

@@ -1,0 +1,112 @@
+"""The progress watchdog on a real broker: a worker that owns lagging partitions and makes no
+progress says so in one line, in ``socialpulse_stalled_seconds`` and on ``GET /ready``, then exits
+with code 3 for its supervisor to restart it.
+
+The stall is provoked with the worker's fault hook (``SOCIALPULSE_FAULT_INJECTION``): the fetcher
+stops after the first batch (the shape of faust-streaming#629, partitions never fetched again), or
+every commit fails (a worker that reads but can no longer commit). The negative side (no false
+alarm under load, through recovery, rebalances and a CPU hog) is every other worker of the suite:
+they all run with the watchdog on, and one that exited with code 3 would fail its test.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streams.watchdog import EXIT_STALLED
+from tests import eventset
+from tests.conftest import Broker, Figure, WorkerProc, new_worker
+from tests.integration.harness import _check, _produce, _scrape
+
+pytestmark = pytest.mark.integration
+
+WARN_S, EXIT_S = 4, 12
+
+
+def _ready(w: WorkerProc) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"{w.url}/ready", timeout=5) as resp:
+            return resp.status, orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def _until(what: str, w: WorkerProc, check: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``check()`` is true (the worker's log tail if it never is)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"never {what} within {timeout} s:\n{w.tail()}")
+
+
+def _stalls(
+    env: dict[str, str], tmp_path: Path, workers: list[WorkerProc], fault: str
+) -> tuple[WorkerProc, float, int]:
+    """A worker with ``fault``, fed a first batch and, once the fault is in place, a second one
+    it cannot get through: the worker, when the second input was sent, and records sent."""
+    w = new_worker(env, tmp_path, SOCIALPULSE_FAULT_INJECTION=fault,
+                   SOCIALPULSE_STALL_WARN_SECONDS=str(WARN_S),
+                   SOCIALPULSE_STALL_EXIT_SECONDS=str(EXIT_S)).start()
+    workers.append(w)
+    w.wait_ready()
+    now = int(time.time() * 1000)
+    first = eventset.spread(200, span_s=60, end_ms=now - 120_000)
+    _produce(env, first)
+    _until("applied the first records", w,
+           lambda: _scrape(w)[1].get("socialpulse_records_consumed_total", 0) > 0, 120)
+    if fault == "stop_fetcher":
+        _until("stopped its fetcher", w,
+               lambda: "stopping the fetcher" in w.log.read_text(errors="replace"), 60)
+    second = eventset.spread(600, span_s=60, end_ms=now - 60_000, seed=8)
+    _produce(env, second)
+    return w, time.monotonic(), len(first) + len(second)
+
+
+@pytest.mark.parametrize("fault, half", [("stop_fetcher", "applying"),
+                                         ("stop_commits", "committing")])
+def test_a_stalled_worker_says_so_then_exits_for_its_supervisor(
+    kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path,
+    figure: Figure, fault: str, half: str,
+) -> None:
+    w, lagging_since, produced = _stalls(worker_env, tmp_path, workers, fault)
+    assert w.proc is not None
+
+    def stalled() -> bool:
+        status, body = _ready(w)
+        reasons = body["reasons"]
+        return status == 503 and isinstance(reasons, list) and any("stalled" in r for r in reasons)
+
+    warned = _until("failed its readiness probe", w, stalled, 120)
+    health = _scrape(w)[1]
+    assert health["socialpulse_stalled_seconds"] >= WARN_S
+    assert health["socialpulse_consumer_lag_records"] >= 0
+    log = w.log.read_text(errors="replace")
+    lines = [line for line in log.splitlines() if "worker stalled:" in line]
+    assert len(lines) == 1, lines  # one clear line, not one per check
+    assert half in lines[0] and "[ERROR]" in lines[0], lines[0]
+    code = w.proc.wait(timeout=120)
+    exited = time.monotonic() - lagging_since
+    assert code == EXIT_STALLED, w.tail()
+    assert "exiting with code 3" in w.log.read_text(errors="replace")
+    figure("liveness", f"{fault}: second input to /ready 503 (warn limit {WARN_S} s)",
+           round(warned, 1), "s")
+    figure("liveness", f"{fault}: second input to exit code 3 (exit limit {EXIT_S} s)",
+           round(exited, 1), "s")
+
+    # Its supervisor restarts it: the next worker (no fault) applies and commits everything,
+    # and nothing was lost or counted twice on the way.
+    w2 = new_worker(worker_env, tmp_path, "w2").start()
+    workers.append(w2)
+    w2.wait_ready()
+    _check(w2, worker_env, kafka, produced, one_process=False)
+    assert _ready(w2)[0] == 200
+    assert _scrape(w2)[1]["socialpulse_stalled_seconds"] == 0
