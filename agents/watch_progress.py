@@ -10,6 +10,7 @@ applied and what the broker confirmed as committed, to ``streams.watchdog``. Pas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -23,6 +24,8 @@ from streams.watchdog import EXIT_STALLED, PartitionProgress, Verdict
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = min(5.0, settings.stall_warn_seconds / 4)
+# A broker that does not answer must not hang the watchdog's timer.
+END_OFFSETS_TIMEOUT_S = 10.0
 
 _fault_done = False
 
@@ -39,8 +42,8 @@ async def watch_progress() -> None:
     ends: dict[int, int] = {}
     if tps and not paused:
         try:
-            ends = {tp.partition: off for tp, off in (await consumer.highwaters(*tps)).items()
-                    if off is not None}
+            answer = await asyncio.wait_for(consumer.highwaters(*tps), END_OFFSETS_TIMEOUT_S)
+            ends = {tp.partition: off for tp, off in answer.items() if off is not None}
         except Exception as exc:  # broker away: nothing is known to be waiting
             log.debug("watchdog: no end offsets: %s", exc)
     progress = {}
