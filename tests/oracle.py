@@ -9,7 +9,9 @@ textbook formulas: no buckets, no sketches, no incremental state.
 Distinct counts are exact here; the comparison allows the sketches' 2 % (see ``compare``).
 
 Both clocks (SPEC §2): with ``clock=event`` a partition's clock is its stream time and windows end
-at the newest event time; with ``clock=wall`` both are ``wall_ms``, the one wall reading the oracle
+at the newest event time (of each worker's partitions, ``owners``); an event that arrives after its
+bucket left its partition's window is in no window's count, share of voice's market totals from
+other partitions included; with ``clock=wall`` both are ``wall_ms``, the one wall reading the oracle
 is given, which stands for the wall clock of every ingest and of the scrape. That is exact when no
 event sits closer to a late or window edge than the time between its ingest and the scrape; the
 wall-clock tests keep their events minutes away from the edges that move.
@@ -226,14 +228,24 @@ def _kpis(
     for w, now in [(w, now) for w in windows for now in sorted(set(now_of.values()))]:
         lo = (now // w.bucket_ms - 29) * w.bucket_ms
         hi = (now // w.bucket_ms + 1) * w.bucket_ms  # exclusive; a wall clock has a future
-        in_window = [a.ev for a in applied if lo <= a.ev.ts < hi]
+        window_applied = [a for a in applied if lo <= a.ev.ts < hi]
         by_ap: dict[tuple[str, str], list[Event]] = defaultdict(list)
-        for ev in in_window:
-            by_ap[(ev.account, ev.platform)].append(ev)
-            by_ap[(ev.account, "all")].append(ev)
+        for a in window_applied:
+            by_ap[(a.ev.account, a.ev.platform)].append(a.ev)
+            by_ap[(a.ev.account, "all")].append(a.ev)
+        # Per-partition stream time (module docstring): an event counts in a window's bucket
+        # only if that bucket was inside its own partition's window when it was applied. For an
+        # account's own series that follows from the window above (a clock only grows); for the
+        # market totals of share of voice, summed over partitions whose clocks differ, it does
+        # not: a mention that arrived after its bucket left its partition's window is in no
+        # window's total, even where a lagging worker's window still covers that bucket.
         market_mentions: dict[tuple[str, str], int] = defaultdict(int)
-        for (acc, plat), evs in by_ap.items():
-            market_mentions[(market_of(acc), plat)] += sum(1 for e in evs if e.type == "mention")
+        for a in window_applied:
+            if a.ev.type == "mention" and \
+                    a.ev.ts // w.bucket_ms >= a.clock // w.bucket_ms - 29:
+                market = market_of(a.ev.account)
+                market_mentions[(market, a.ev.platform)] += 1
+                market_mentions[(market, "all")] += 1
         for acc in accounts:
             if now_of[acc] != now:
                 continue  # exported by a worker with another clock

@@ -7,9 +7,11 @@ import time
 import zlib
 from collections import defaultdict
 
+import orjson
 import pytest
 
 from streams.engine import Engine, Snapshot
+from streams.market import MarketBoard
 from streams.metrics import ALL_KPIS
 from streams.settings import Settings
 from streams.views import compute
@@ -124,4 +126,45 @@ def test_engine_matches_oracle_with_every_cap_reached(
     assert {"account", "campaign", "platform", "goal"} <= set(expected.overflow)
     assert expected.overflow == {k: n for k, n in overflow.items() if n}
     problems = oracle.compare(expected.series, _as_dict(compute(engine, s)))
+    assert not problems, "\n".join(problems[:40])
+
+
+def test_share_of_voice_across_workers_whose_clocks_differ() -> None:
+    """Two engines (two workers) with acme's partition on one and globex's on the other, the
+    market totals crossing through the board as through the market topic. acme's partition is
+    ahead; a mention of acme arrives after its 5m bucket left acme's partition's window, while
+    globex's worker, whose clock lags, still covers that bucket. The per-partition stream time
+    rule says that mention is in no 5m window; the reduced takeover test found the oracle
+    counting it in the lagging worker's market total (worker 16/39 against oracle 16/40)."""
+    s = _settings()
+    base = 1_796_000_000_000 // 600_000 * 600_000  # on every bucket edge
+    sec = 1000
+
+    def mention(n: int, account: str, ts: int) -> bytes:
+        return orjson.dumps({"event_id": f"m{n}", "type": "mention", "ts": ts,
+                             "account": account, "platform": "x", "user_id": f"u{n}"})
+
+    acme = [mention(1, "acme", base + 1000 * sec), mention(2, "acme", base + 695 * sec),
+            mention(3, "acme", base + 960 * sec)]
+    globex = [mention(4, "globex", base + 985 * sec), mention(5, "globex", base + 900 * sec)]
+    wall = base + 2000 * sec
+    ahead, lagging = Engine(s, now_ms=lambda: wall), Engine(s, now_ms=lambda: wall)
+    ahead.ingest_batch([(0, o, b"acme", v) for o, v in enumerate(acme)])
+    lagging.ingest_batch([(1, o, b"globex", v) for o, v in enumerate(globex)])
+    boards = []
+    for engine in (ahead, lagging):
+        board = MarketBoard(s, s.market_topic)
+        for _p, key, value in engine.snapshot().markets:
+            board.apply(key, value)
+        boards.append(board)
+    live = _as_dict(compute(ahead, s, remote=list(boards[1].entries())))
+    for name, rows in _as_dict(compute(lagging, s, remote=list(boards[0].entries()))).items():
+        live.setdefault(name, {}).update(rows)
+    records = [(0, o, v) for o, v in enumerate(acme)] + [(1, o, v) for o, v in enumerate(globex)]
+    expected = oracle.run(records, s, wall, owners=[[0], [1]])
+    # acme's late mention (695 s) is in the lagging worker's 5m range [690 s, 990 s): not
+    # counted there, since its bucket had left acme's partition's window when it arrived.
+    sov = expected.series["social_share_of_voice_ratio"]
+    assert sov[("globex", "x", "5m")] == 2 / 3  # globex 900 + 985, acme 960
+    problems = oracle.compare(expected.series, live)
     assert not problems, "\n".join(problems[:40])
