@@ -58,7 +58,7 @@ class Progress:
 
     def __init__(self, stall_s: float) -> None:
         self.stall_s = stall_s
-        self.started = self.changed = time.monotonic()
+        self.changed = time.monotonic()
         self._last: object = None
 
     def see(self, state: object) -> None:
@@ -67,9 +67,6 @@ class Progress:
 
     def stalled(self) -> bool:
         return time.monotonic() - self.changed > self.stall_s
-
-    def quiet_for(self) -> float:
-        return time.monotonic() - self.changed
 
 
 def _progress_key(h: dict[str, float]) -> tuple[float, ...]:

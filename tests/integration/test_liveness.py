@@ -88,7 +88,6 @@ def test_a_stalled_worker_says_so_then_exits_for_its_supervisor(
     warned = _until("failed its readiness probe", w, stalled, 120)
     health = _scrape(w)[1]
     assert health["socialpulse_stalled_seconds"] >= WARN_S
-    assert health["socialpulse_consumer_lag_records"] >= 0
     log = w.log.read_text(errors="replace")
     lines = [line for line in log.splitlines() if "worker stalled:" in line]
     assert len(lines) == 1, lines  # one clear line, not one per check
