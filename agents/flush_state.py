@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.app import app, settings
-from streams.tables import flusher
+from streams.worker.app import app, settings
+from streams.worker.components import flusher
 
 
 @app.timer(interval=settings.flush_interval_seconds, name="flush_state")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.app import app
-from streams.tables import board
+from streams.worker.app import app
+from streams.worker.components import board
 
 
 @app.task

@@ -2,7 +2,7 @@
 
 Every few seconds it asks the broker for the end offsets of the owned input partitions (the
 fetcher's highwaters stop moving when the fetcher does) and hands them, with what the engine
-applied and what the broker confirmed as committed, to ``streams.watchdog``. Past
+applied and what the broker confirmed as committed, to ``streams.worker.watchdog``. Past
 ``SOCIALPULSE_STALL_WARN_SECONDS`` it logs one line, sets ``socialpulse_stalled_seconds`` and
 ``GET /ready`` answers 503; past ``SOCIALPULSE_STALL_EXIT_SECONDS`` the process exits with code 3
 (``EXIT_STALLED``) so that its supervisor restarts it. Table recovery and rebalances pause it.
@@ -15,11 +15,11 @@ import logging
 import os
 import time
 
-from streams.app import app, health, settings
-from streams.intake import BatchConsumer
-from streams.tables import engine, watchdog
-from streams.topics import interactions
-from streams.watchdog import EXIT_STALLED, PartitionProgress, Verdict
+from streams.worker.app import app, health, settings
+from streams.worker.components import engine, watchdog
+from streams.worker.intake import BatchConsumer
+from streams.worker.topics import interactions
+from streams.worker.watchdog import EXIT_STALLED, PartitionProgress, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The benchmark's broker: a private ``streams.kafka_local`` broker, topics, offsets."""
+"""The benchmark's broker: a private ``streams.tools.local_kafka`` broker, topics, offsets."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams import kafka_local
-from streams.kafka_local import free_port
 from streams.settings import Settings
+from streams.tools import local_kafka as kafka_local
+from streams.tools.local_kafka import free_port
 
 
 @dataclass

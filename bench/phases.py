@@ -58,8 +58,8 @@ from bench import kafka, world
 from bench.procs import ROOT, ChildRun, run_child, tail
 from bench.sizes import Sizes
 from bench.worker import Scrape, Worker
-from streams.produce import produce_events
 from streams.settings import Settings
+from streams.tools.produce import produce_events
 
 QUIX_VERSION = "3.28.1"
 
@@ -498,7 +498,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("consumer: wait_first's Event.wait tasks", ("Event.wait (asyncio/locks.py)",)),
     ("consumer: thread hand-off (mode MethodQueue)", ("MethodQueue._process_enqueued",)),
     ("aiokafka producer sender", ("aiokafka/producer/sender.py",)),
-    ("web (/metrics, /kpis)", ("(streams/web.py",)),
+    ("web (/metrics, /kpis)", ("(streams/worker/web.py",)),
     ("other", ()),
 )
 

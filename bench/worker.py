@@ -1,4 +1,4 @@
-"""Pipeline (3): a real socialpulse worker process (``python -m streams.cli worker``).
+"""Pipeline (3): a real socialpulse worker process (``python -m streams.tools.cli worker``).
 
 Configured only through its ``SOCIALPULSE_*`` environment, as users configure it: its own app id
 (so a fresh consumer group and fresh changelog topics), the bench's topic, event-time clock and the
@@ -122,7 +122,8 @@ class Worker:
         with self.log.open("ab") as out:
             # cwd is the worker's own directory: no stray .env or var/ of the work tree.
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], env=self.env, cwd=self.workdir,
+                [sys.executable, "-m", "streams.tools.cli", "worker"], env=self.env,
+                cwd=self.workdir,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.ps = psutil.Process(self.proc.pid)

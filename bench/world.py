@@ -1,6 +1,6 @@
 """Simulated traffic for the benchmark: preloads over recent event time, live traffic, probes.
 
-Everything comes from ``streams.simulate.Simulator`` (the realistic mix of types, accounts of
+Everything comes from ``streams.tools.simulate.Simulator`` (the realistic mix of types, accounts of
 heavy-tailed sizes, skewed user activity, replies, periodic records). A ``Census`` counts what was
 actually produced (types, accounts, distinct users), so the report states the real shape rather
 than the configured one.
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.sizes import Sizes
-from streams.produce import Record
-from streams.simulate import SimulationConfig, Simulator
+from streams.tools.produce import EventInput
+from streams.tools.simulate import SimulationConfig, Simulator
 
 PROBE_ACCOUNT = "bench-probe"
 PROBE_PLATFORM = "probe"
@@ -93,7 +93,7 @@ class Census:
 
 def preload_records(
     cfg: SimulationConfig, count: int, span_s: float, now_ms: int, census: Census
-) -> Iterator[Record]:
+) -> Iterator[EventInput]:
     """About ``count`` records whose ``ts`` spreads over the ``span_s`` seconds before now."""
     start = now_ms - int(span_s * 1000)
     # The periodic records (followers snapshots per account and platform, spend per campaign)
@@ -142,7 +142,7 @@ def live_records(
     stop: Callable[[], bool],
     probes: ProbeLog | None = None,
     census: Census | None = None,
-) -> Iterator[Record]:
+) -> Iterator[EventInput]:
     """Endless simulated traffic whose ``ts`` is the wall clock at the moment it is handed out.
 
     The caller paces it (``produce_events(rate=...)``) and ends it with ``stop``. Probes are

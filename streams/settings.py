@@ -7,8 +7,6 @@ Every knob is an environment variable with the ``SOCIALPULSE_`` prefix
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,36 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-# A window is cut into this many buckets: SPEC §2 allows edges rounded to 1/30 of the window.
-BUCKETS_PER_WINDOW = 30
-
-
-def parse_duration(text: str) -> float:
-    """``"5m"`` -> 300.0 seconds; raises ValueError on anything else."""
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise ValueError(f"not a duration (like 30s, 5m, 1h, 1d): {text!r}")
-    value = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    if value <= 0:
-        raise ValueError(f"duration must be positive: {text!r}")
-    return float(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """One rolling window: its label as exported, its length and its bucket width (ms)."""
-
-    label: str
-    length_ms: int
-    bucket_ms: int
-
-    @classmethod
-    def parse(cls, label: str) -> Window:
-        length_ms = int(parse_duration(label) * 1000)
-        bucket_ms = max(1, length_ms // BUCKETS_PER_WINDOW)
-        return cls(label=label, length_ms=length_ms, bucket_ms=bucket_ms)
+from streams.core.windows import Window, parse_duration
 
 
 def _split_csv(value: Any) -> Any:
@@ -98,7 +67,7 @@ class Settings(BaseSettings):
     # ... or after this many events, whichever comes first.
     flush_max_events: int = Field(default=20_000, ge=1)
     # Owning partitions with work left and neither applying nor committing for this long: one
-    # log line, socialpulse_stalled_seconds, and GET /ready fails (streams.watchdog) ...
+    # log line, socialpulse_stalled_seconds, and GET /ready fails (streams.worker.watchdog) ...
     stall_warn_seconds: float = Field(default=60.0, gt=0)
     # ... and for this long: the worker exits with code 3 so that its supervisor restarts it.
     stall_exit_seconds: float = Field(default=300.0, gt=0)

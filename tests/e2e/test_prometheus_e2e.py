@@ -40,12 +40,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.cli import ensure_topics
-from streams.produce import ProduceSummary, Record, produce_events
 from streams.settings import Settings
-from streams.simulate import DEFAULT_MIX, SimulationConfig, Simulator
-from tests.conftest import Broker, WorkerProc, new_worker
-from tests.e2e.conftest import (
+from streams.tools.preflight import ensure_topics
+from streams.tools.produce import EventInput, ProduceSummary, produce_events
+from streams.tools.simulate import DEFAULT_MIX, SimulationConfig, Simulator
+from tests.support.processes import Broker, WorkerProc, new_worker
+from tests.support.prometheus import (
     JOB,
     Dashboard,
     Prometheus,
@@ -127,8 +127,9 @@ def simulators() -> list[tuple[str, Simulator, float]]:
 class Traffic:
     """Live simulated traffic on a background thread: event time = wall clock after a backfill.
 
-    Like ``streams.produce.simulate_live`` (same generator, same producer) for several simulators
-    at once, starting ``backfill_s`` in the past so that the windows are full from the start."""
+    Like ``streams.tools.produce.simulate_live`` (same generator, same producer) for several
+    simulators at once, starting ``backfill_s`` in the past so that the windows are full from the
+    start."""
 
     def __init__(self, settings: Settings, sims: list[tuple[str, Simulator, float]],
                  backfill_s: float, tick_s: float = 0.2) -> None:
@@ -164,7 +165,7 @@ class Traffic:
         self._started.set()
         self.summary = await produce_events(self.settings, self._records())
 
-    async def _records(self) -> AsyncIterator[Record]:
+    async def _records(self) -> AsyncIterator[EventInput]:
         assert self._stop is not None
         cursor = self.start_ms
         while not self._stop.is_set():

@@ -1,1 +1,1 @@
-"""Integration tests: each starts its own local Kafka broker (streams.kafka_local)."""
+"""Integration tests: each starts its own local Kafka broker (streams.tools.local_kafka)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Broker
+from tests.support.processes import ROOT, Broker
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from streams import kafka_local
 from streams.settings import Settings
-from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
-from tests.integration.harness import _check, _produce, _records, _scrape, _wait_caught_up
+from streams.tools import local_kafka as kafka_local
+from tests.support.harness import _check, _produce, _records, _scrape, _wait_caught_up
+from tests.support.processes import Broker, Figure, WorkerProc, new_worker, scale
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

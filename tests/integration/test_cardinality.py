@@ -32,14 +32,15 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.cli import ensure_topics
-from streams.metrics import ALL_KPIS, OVERFLOW_KINDS
-from streams.produce import produce_events
+from streams.core.catalogue import ALL_KPIS
+from streams.core.labels import OVERFLOW_KINDS
 from streams.settings import Settings
-from tests import oracle
-from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
-from tests.integration.harness import LABELS, _read_topic, _settings
+from streams.tools.preflight import ensure_topics
+from streams.tools.produce import produce_events
 from tests.integration.test_hostile_input import assert_no_crash_logged
+from tests.support import oracle
+from tests.support.harness import LABELS, _read_topic, _settings
+from tests.support.processes import Broker, Figure, WorkerProc, new_worker, scale
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -1,9 +1,9 @@
 """Issue #5 fault 6, hostile input: fuzzed records mixed with valid traffic into one worker.
 
 Reduced: 20,000 fuzzed records; full (``scripts/reliability``): 1,000,000. The fuzz is a pool drawn
-by hypothesis strategies, expanded by seeded mutations (``tests.fuzz``): wrong types, missing
-fields, injection and look-alike Unicode in slugs, NaN, Infinity and huge number literals, deep
-nesting, random bytes, records over the size limit, invalid UTF-8, JSON that is not an object.
+by hypothesis strategies, expanded by seeded mutations (``tests.support.fuzz``): wrong types,
+missing fields, injection and look-alike Unicode in slugs, NaN, Infinity and huge number literals,
+deep nesting, random bytes, records over the size limit, invalid UTF-8, JSON that is not an object.
 
 Must hold: the worker never crashes (one pid throughout, alive, serving /metrics); every bad record
 is in the dead-letter topic, byte for byte, with the reason ``schemas.validate.parse`` gives it in a
@@ -23,12 +23,12 @@ import pytest
 
 from schemas.events import Rejected
 from schemas.validate import parse
-from streams.cli import ensure_topics
-from streams.produce import Record, produce_events
-from tests import eventset, oracle
-from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
-from tests.fuzz import Env, hostile_records
-from tests.integration.harness import _read_topic, _scrape, _settings, _wait_caught_up
+from streams.tools.preflight import ensure_topics
+from streams.tools.produce import EventInput, produce_events
+from tests.support import eventset, oracle
+from tests.support.fuzz import Env, hostile_records
+from tests.support.harness import _read_topic, _scrape, _settings, _wait_caught_up
+from tests.support.processes import Broker, Figure, WorkerProc, new_worker, scale
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -43,7 +43,7 @@ def assert_no_crash_logged(w: WorkerProc) -> None:
     assert not bad, "\n".join(bad[:5]) + "\n" + w.tail()
 
 
-def _mix(valid: list[eventset.TestRecord], fuzz: list[bytes], seed: int) -> list[Record]:
+def _mix(valid: list[eventset.TestRecord], fuzz: list[bytes], seed: int) -> list[EventInput]:
     """Valid records (as dicts, keyed by account) and fuzz (raw bytes) interleaved at random,
     each keeping its own order."""
     rng = random.Random(seed)
@@ -51,7 +51,7 @@ def _mix(valid: list[eventset.TestRecord], fuzz: list[bytes], seed: int) -> list
     rng.shuffle(tags)
     vi = iter(valid)
     fi = iter(fuzz)
-    out: list[Record] = []
+    out: list[EventInput] = []
     for is_valid in tags:
         if is_valid:
             r = next(vi)

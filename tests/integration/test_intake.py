@@ -1,6 +1,6 @@
-"""streams.intake on a real broker: before any fetch, a read_committed consumer does not know a
-partition's last stable offset (what faust's exactly_once recovery used, reading None as an empty
-changelog), while the worker's consumer thread asks the broker and gets it right."""
+"""streams.worker.intake on a real broker: before any fetch, a read_committed consumer does not
+know a partition's last stable offset (what faust's exactly_once recovery used, reading None as an
+empty changelog), while the worker's consumer thread asks the broker and gets it right."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.intake import BatchConsumer, ConsumerThread
-from tests.conftest import Broker
+from streams.worker.intake import BatchConsumer, ConsumerThread
+from tests.support.processes import Broker
 
 pytestmark = pytest.mark.integration
 

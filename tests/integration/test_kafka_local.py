@@ -1,4 +1,5 @@
-"""streams.kafka_local against a real broker: start, serve aiokafka clients, crash, restart, stop.
+"""streams.tools.local_kafka against a real broker: start, serve aiokafka clients, crash, restart,
+stop.
 
 Each test starts its own broker on free loopback ports in its own temporary directory, so the
 tests share nothing but the jar cache (from the settings, normally ~/.cache/socialpulse).
@@ -17,8 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams import kafka_local
 from streams.settings import load
+from streams.tools import local_kafka as kafka_local
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.watchdog import EXIT_STALLED
-from tests import eventset
-from tests.conftest import Broker, Figure, WorkerProc, new_worker
-from tests.integration.harness import _check, _produce, _scrape
+from streams.worker.watchdog import EXIT_STALLED
+from tests.support import eventset
+from tests.support.harness import _check, _produce, _scrape
+from tests.support.processes import Broker, Figure, WorkerProc, new_worker
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@
 3. two workers, one SIGKILLed (the survivor takes over), then a third one joins;
 5. a graceful stop (SIGTERM) with a whole run unflushed.
 
-Each ends with every exported series equal to the oracle (``tests/oracle.py`` over the input read
-back from Kafka) and records its figures (``figure`` fixture; ``scripts/reliability`` prints the
-table). The reduced sizes run in the test command, the full ones under ``scripts/reliability``.
+Each ends with every exported series equal to the oracle (``tests/support/oracle.py`` over the input
+read back from Kafka) and records its figures (``figure`` fixture; ``scripts/reliability`` prints
+the table). The reduced sizes run in the test command, the full ones under ``scripts/reliability``.
 Times are measured by polling ``/metrics`` every half second; they are figures, never pass/fail
 criteria (the machine is shared). Fault 4 (broker loss) is in test_broker_restart.py.
 """
@@ -30,10 +30,10 @@ import pytest
 
 from schemas.events import Event
 from schemas.validate import parse
-from streams.cli import ensure_topics
-from tests import eventset, oracle
-from tests.conftest import Broker, Figure, WorkerProc, free_port, new_worker, scale
-from tests.integration.harness import (
+from streams.tools.local_kafka import free_port
+from streams.tools.preflight import ensure_topics
+from tests.support import eventset, oracle
+from tests.support.harness import (
     Progress,
     Series,
     _check,
@@ -49,6 +49,7 @@ from tests.integration.harness import (
     counted_events,
     lost_and_doubled,
 )
+from tests.support.processes import Broker, Figure, WorkerProc, new_worker, scale
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

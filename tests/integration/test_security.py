@@ -29,11 +29,11 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams import kafka_local
 from streams.settings import Settings
-from tests import eventset, oracle
-from tests.conftest import ROOT, Figure, WorkerProc, new_worker
-from tests.integration.harness import _scrape, _settings, _wait_caught_up
+from streams.tools import local_kafka as kafka_local
+from tests.support import eventset, oracle
+from tests.support.harness import _scrape, _settings, _wait_caught_up
+from tests.support.processes import ROOT, Figure, WorkerProc, new_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -140,7 +140,7 @@ def secure_env(secure_kafka: SecureBroker, tmp_path: Path) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "streams.tools.cli", *args], env=env, cwd=ROOT,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout, check=False)
 

@@ -35,17 +35,17 @@ from typing import Any
 import pytest
 
 from schemas.validate import DEFAULT_FUTURE_TOLERANCE_MS, MIN_TS_MS
-from streams.cli import ensure_topics
-from streams.produce import produce_events
-from tests import oracle
-from tests.conftest import Broker, Figure, WorkerProc, new_worker, scale
-from tests.integration.harness import (
+from streams.tools.preflight import ensure_topics
+from streams.tools.produce import produce_events
+from tests.support import oracle
+from tests.support.harness import (
     _read_topic,
     _scrape,
     _settings,
     _wait_caught_up,
     window_end_ms,
 )
+from tests.support.processes import Broker, Figure, WorkerProc, new_worker, scale
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

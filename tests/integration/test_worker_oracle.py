@@ -17,14 +17,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Broker, WorkerProc, new_worker
-from tests.integration.harness import (
+from tests.support.harness import (
     _check,
     _produce,
     _records,
     _scrape,
     _wait_caught_up,
 )
+from tests.support.processes import Broker, WorkerProc, new_worker
 
 pytestmark = pytest.mark.integration
 

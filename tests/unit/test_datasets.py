@@ -21,14 +21,13 @@ import pytest
 
 from schemas.events import Event, Rejected
 from schemas.validate import parse
-from tests import eventset
 from tests.integration import (
-    harness,
     test_cardinality,
     test_hostile_input,
     test_reliability,
     test_security,
 )
+from tests.support import eventset, harness
 
 HOUR = 3_600_000
 # A Monday, 00:07:13.250 UTC: minutes and milliseconds off the grid, as a real start is.

@@ -14,12 +14,13 @@ import orjson
 import pytest
 from faust.serializers import codecs
 
-from streams import cli, kafka_local
-from streams.app import _credentials, build_app
-from streams.engine import Engine
-from streams.metrics import OTHER_ACCOUNT
+from streams.core.engine import Engine
+from streams.core.labels import OTHER_ACCOUNT
+from streams.core.series import compute
 from streams.settings import Settings
-from streams.views import compute
+from streams.tools import cli, preflight
+from streams.tools import local_kafka as kafka_local
+from streams.worker.app import _credentials, build_app
 
 ROOT = Path(__file__).resolve().parents[3]
 PRODUCT = ("streams", "agents", "schemas")
@@ -62,11 +63,11 @@ def test_sasl_without_password_is_one_line(
     monkeypatch.setenv("SOCIALPULSE_KAFKA_SASL_USERNAME", "svc")
     monkeypatch.setenv("SOCIALPULSE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     with pytest.raises(cli.CliError, match="needs SOCIALPULSE_KAFKA_SASL_USERNAME and"):
-        cli._client_kwargs(Settings())
+        preflight._client_kwargs(Settings())
     monkeypatch.setenv("SOCIALPULSE_KAFKA_SASL_PASSWORD", SECRET)
     monkeypatch.setenv("SOCIALPULSE_KAFKA_SSL_CAFILE", "/nonexistent/ca.pem")
     with pytest.raises(cli.CliError, match=r"SOCIALPULSE_KAFKA_SSL_CAFILE=/nonexistent/ca\.pem"):
-        cli._client_kwargs(Settings())
+        preflight._client_kwargs(Settings())
 
 
 def test_scram_users_are_checked_without_echoing_the_password() -> None:
@@ -127,9 +128,9 @@ def test_no_pickle_import_in_the_product() -> None:
 
 
 def test_every_topic_and_table_is_raw_and_pickle_is_unregistered() -> None:
-    from streams.app import app
-    from streams.tables import state
-    from streams.topics import dead_letters, interactions
+    from streams.worker.app import app
+    from streams.worker.components import state
+    from streams.worker.topics import dead_letters, interactions
 
     assert (app.conf.key_serializer, app.conf.value_serializer) == ("raw", "raw")
     for channel in (interactions, dead_letters, state.changelog_topic):
@@ -212,7 +213,7 @@ def test_every_kafka_client_gets_the_settings_helper_kwargs() -> None:
             ok = any(isinstance(v, ast.Call) and (
                 getattr(v.func, "attr", None) in helpers or getattr(v.func, "id", None) in helpers)
                 for v in spread)
-            if path.name == "kafka_local.py":
+            if path.parent.name == "local_kafka":
                 ok = [getattr(v, "id", None) for v in spread] == ["auth"]
             calls.append((f"{path.name}:{node.lineno}", ok))
     assert len(calls) >= 4, calls
@@ -225,4 +226,4 @@ def test_embedded_broker_is_not_started_for_a_secured_client(
     monkeypatch.setattr(kafka_local, "is_reachable", lambda *_a: False)
     s = _sasl_settings(kafka_bootstrap_servers="127.0.0.1:1")
     with pytest.raises(cli.CliError, match="PLAINTEXT only, not SASL_SSL"):
-        cli.start_local_kafka(s)
+        preflight.start_local_kafka(s)

@@ -1,0 +1,335 @@
+"""Aggregate records, in memory and as changelog bytes: buckets, account cores, partition marks.
+
+The worker keeps three kinds of records per input partition, each one table key:
+
+* ``Bucket`` (account, window resolution, bucket index): counters and sketches of the events whose
+  own ``ts`` falls in the bucket. An event changes a bucket independently of any other state, so a
+  bucket can be replayed on its own after a crash.
+* ``AccountCore`` (account): state that ties events together or is not windowed: followers, lifetime
+  revenue and customers, the index of comments and mentions that replies point to, and the care
+  counters (answered, resolved, response times) that a reply adds to the buckets of *its* time.
+* ``PartitionMark`` (partition): the partition's stream time and the last offset fully flushed.
+
+Every record carries ``applied``: the offset of the last input record it includes. That is what
+makes a re-delivered record (after a crash, before its offset was committed) a no-op for the
+records that already hold it, and a normal update for those that do not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.core.sketches import Hll, Quantiles
+
+# Counter slots of a PlatformAgg. A flat list beats attributes for merge and encode.
+(
+    IMPRESSIONS, PAID_IMPRESSIONS, LIKES, COMMENTS, SHARES, SAVES, CLICKS, MENTIONS,
+    POTENTIAL_REACH, VISITS, PAGE_VIEWS, BOUNCED, VISIT_DURATION_SUM, VISIT_DURATION_N,
+    FOLLOWS, UNFOLLOWS, LEADS, ORDERS, CONVERSIONS, REPLIES, NEEDS_RESPONSE,
+    SENTIMENT_SUM, SENTIMENT_N, SENTIMENT_POS, SENTIMENT_NEG, CSAT_N, CSAT_GOOD, NPS_N,
+    NPS_PROMOTERS, NPS_DETRACTORS, REVIEWS, RATING_SUM,
+) = range(32)
+N_COUNTERS = 32
+
+def _merge_sum(dst: dict[str, float], src: dict[str, float]) -> None:
+    for k, v in src.items():
+        dst[k] = dst.get(k, 0) + v
+
+
+class PlatformAgg:
+    """Everything one account did on one platform in one bucket (or a merged window)."""
+
+    __slots__ = (
+        "counts", "goals", "orders_cur", "reach", "response", "revenue", "spend", "visitors",
+    )
+
+    def __init__(self) -> None:
+        self.counts: list[float] = [0] * N_COUNTERS
+        self.goals: dict[str, float] = {}
+        self.revenue: dict[str, float] = {}
+        self.orders_cur: dict[str, float] = {}
+        self.spend: dict[str, float] = {}
+        self.reach: Hll | None = None
+        self.visitors: Hll | None = None
+        self.response: Quantiles | None = None
+
+    def merge(self, other: PlatformAgg) -> None:
+        """Add ``other`` into self (sketches are merged by the caller: see ``merged``)."""
+        c, o = self.counts, other.counts
+        for i in range(N_COUNTERS):
+            c[i] += o[i]
+        _merge_sum(self.goals, other.goals)
+        _merge_sum(self.revenue, other.revenue)
+        _merge_sum(self.orders_cur, other.orders_cur)
+        _merge_sum(self.spend, other.spend)
+        if other.response is not None:
+            if self.response is None:
+                self.response = Quantiles()
+            self.response.merge(other.response)
+
+    def to_obj(self) -> list[Any]:
+        return [
+            self.counts, self.goals, self.revenue, self.orders_cur, self.spend,
+            self.reach.to_b64() if self.reach else None,
+            self.visitors.to_b64() if self.visitors else None,
+            self.response.to_obj() if self.response and self.response.count else None,
+        ]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> PlatformAgg:
+        a = cls()
+        a.counts, a.goals, a.revenue, a.orders_cur, a.spend = obj[0], obj[1], obj[2], obj[3], obj[4]
+        if obj[5]:
+            a.reach = Hll.from_b64(obj[5])
+        if obj[6]:
+            a.visitors = Hll.from_b64(obj[6])
+        if obj[7]:
+            a.response = Quantiles.from_obj(obj[7])
+        return a
+
+
+def merged(aggs: list[PlatformAgg]) -> PlatformAgg:
+    """A fresh PlatformAgg that is the sum / union of ``aggs``."""
+    out = PlatformAgg()
+    reach: list[Hll] = []
+    visitors: list[Hll] = []
+    for a in aggs:
+        out.merge(a)
+        if a.reach is not None:
+            reach.append(a.reach)
+        if a.visitors is not None:
+            visitors.append(a.visitors)
+    if reach:
+        out.reach = reach[0] if len(reach) == 1 else Hll.union(reach)
+    if visitors:
+        out.visitors = visitors[0] if len(visitors) == 1 else Hll.union(visitors)
+    return out
+
+
+# Campaign slots
+C_IMPRESSIONS, C_CLICKS, C_CONVERSIONS = 0, 1, 2
+
+
+class CampaignAgg:
+    """What one campaign of an account did in one bucket (or a merged window)."""
+
+    __slots__ = ("counts", "revenue", "spend")
+
+    def __init__(self) -> None:
+        self.counts: list[float] = [0, 0, 0]
+        self.revenue: dict[str, float] = {}
+        self.spend: dict[str, float] = {}
+
+    def merge(self, other: CampaignAgg) -> None:
+        for i in range(3):
+            self.counts[i] += other.counts[i]
+        _merge_sum(self.revenue, other.revenue)
+        _merge_sum(self.spend, other.spend)
+
+
+class Bucket:
+    """One (account, resolution, bucket index) record."""
+
+    __slots__ = ("applied", "campaigns", "platforms")
+
+    def __init__(self) -> None:
+        self.platforms: dict[str, PlatformAgg] = {}
+        self.campaigns: dict[str, CampaignAgg] = {}
+        self.applied = -1
+
+    def platform(self, name: str) -> PlatformAgg:
+        agg = self.platforms.get(name)
+        if agg is None:
+            agg = self.platforms[name] = PlatformAgg()
+        return agg
+
+    def campaign(self, name: str) -> CampaignAgg:
+        agg = self.campaigns.get(name)
+        if agg is None:
+            agg = self.campaigns[name] = CampaignAgg()
+        return agg
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "a": self.applied,
+                "p": {k: v.to_obj() for k, v in self.platforms.items()},
+                "c": {k: [v.counts, v.revenue, v.spend] for k, v in self.campaigns.items()},
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Bucket:
+        obj = orjson.loads(data)
+        b = cls()
+        b.applied = obj["a"]
+        b.platforms = {k: PlatformAgg.from_obj(v) for k, v in obj["p"].items()}
+        for k, v in obj["c"].items():
+            ca = CampaignAgg()
+            ca.counts, ca.revenue, ca.spend = v
+            b.campaigns[k] = ca
+        return b
+
+
+class Message:
+    """A comment or mention that a reply may point to."""
+
+    __slots__ = ("answered", "needs_response", "platform", "resolved", "ts")
+
+    def __init__(
+        self, ts: int, platform: str, needs_response: bool, answered: bool = False,
+        resolved: bool = False,
+    ) -> None:
+        self.ts = ts
+        self.platform = platform
+        self.needs_response = needs_response
+        self.answered = answered
+        self.resolved = resolved
+
+
+class Followers:
+    """Last authoritative count plus the follows and unfollows that came after it (event time)."""
+
+    __slots__ = ("deltas", "snap_count", "snap_ts")
+
+    def __init__(self) -> None:
+        self.snap_ts = -1
+        self.snap_count = 0
+        # event ts (ms) -> net follows at that instant, only for ts after the snapshot
+        self.deltas: dict[int, int] = {}
+
+    def snapshot(self, ts: int, count: int) -> None:
+        if ts >= self.snap_ts:
+            self.snap_ts, self.snap_count = ts, count
+            self.deltas = {t: d for t, d in self.deltas.items() if t > ts}
+
+    def change(self, ts: int, delta: int) -> None:
+        if ts > self.snap_ts:
+            self.deltas[ts] = self.deltas.get(ts, 0) + delta
+
+    def value(self) -> int:
+        return self.snap_count + sum(self.deltas.values())
+
+
+class CareSlot:
+    """Care of one platform in one bucket: messages answered and resolved (counted at the
+    message's time) and response times (at the reply's time)."""
+
+    __slots__ = ("answered", "resolved", "response")
+
+    def __init__(
+        self, answered: float = 0, resolved: float = 0, response: Quantiles | None = None
+    ) -> None:
+        self.answered = answered
+        self.resolved = resolved
+        self.response = response
+
+    def to_obj(self) -> list[Any]:
+        q = self.response
+        return [self.answered, self.resolved, q.to_obj() if q and q.count else None]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> CareSlot:
+        return cls(obj[0], obj[1], Quantiles.from_obj(obj[2]) if obj[2] else None)
+
+
+class AccountCore:
+    """The per-account record of state that is not a plain function of one bucket's events."""
+
+    __slots__ = (
+        "applied", "campaigns", "care", "clv", "currencies", "followers", "goals", "messages",
+        "orphans", "pending", "platforms",
+    )
+
+    def __init__(self) -> None:
+        self.applied = -1
+        self.followers: dict[str, Followers] = {}
+        # platform -> currency -> [revenue, customers HLL]
+        self.clv: dict[str, dict[str, list[Any]]] = {}
+        self.messages: dict[str, Message] = {}
+        # in_reply_to -> [[reply ts, platform, resolved], ...] for replies seen before the message
+        self.orphans: dict[str, list[list[Any]]] = {}
+        # (resolution index, bucket index) -> platform -> care of that bucket
+        self.care: dict[tuple[int, int], dict[str, CareSlot]] = {}
+        # ids of messages needing a response that have none yet (derived from messages)
+        self.pending: set[str] = set()
+        # campaigns admitted under the per-account cap; only ever grows
+        self.campaigns: set[str] = set()
+        # platforms, goals and currencies admitted under their per-account caps; only ever grow
+        self.platforms: set[str] = set()
+        self.goals: set[str] = set()
+        self.currencies: set[str] = set()
+
+    def care_slot(self, res: int, idx: int, platform: str) -> CareSlot:
+        per = self.care.get((res, idx))
+        if per is None:
+            per = self.care[(res, idx)] = {}
+        slot = per.get(platform)
+        if slot is None:
+            slot = per[platform] = CareSlot()
+        return slot
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "a": self.applied,
+                "f": {p: [f.snap_ts, f.snap_count, list(f.deltas.items())]
+                      for p, f in self.followers.items()},
+                "v": {p: {cur: [rv[0], rv[1].to_b64()] for cur, rv in per.items()}
+                      for p, per in self.clv.items()},
+                "m": {i: [m.ts, m.platform, m.needs_response, m.answered, m.resolved]
+                      for i, m in self.messages.items()},
+                "o": self.orphans,
+                "c": [[r, i, {p: s.to_obj() for p, s in per.items()}]
+                      for (r, i), per in self.care.items()],
+                "k": sorted(self.campaigns),
+                "p": sorted(self.platforms),
+                "g": sorted(self.goals),
+                "u": sorted(self.currencies),
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> AccountCore:
+        obj = orjson.loads(data)
+        c = cls()
+        c.applied = obj["a"]
+        for p, (ts, count, deltas) in obj["f"].items():
+            f = Followers()
+            f.snap_ts, f.snap_count, f.deltas = ts, count, {int(t): d for t, d in deltas}
+            c.followers[p] = f
+        c.clv = {p: {cur: [rv[0], Hll.from_b64(rv[1])] for cur, rv in per.items()}
+                 for p, per in obj["v"].items()}
+        for i, (ts, platform, needs, answered, resolved) in obj["m"].items():
+            c.messages[i] = Message(ts, platform, needs, answered, resolved)
+            if needs and not answered:
+                c.pending.add(i)
+        c.orphans = obj["o"]
+        c.campaigns = set(obj["k"])
+        # .get: changelogs written before these caps existed have no such keys
+        c.platforms = set(obj.get("p", ()))
+        c.goals = set(obj.get("g", ()))
+        c.currencies = set(obj.get("u", ()))
+        for r, i, per in obj["c"]:
+            c.care[(r, i)] = {p: CareSlot.from_obj(s) for p, s in per.items()}
+        return c
+
+
+class PartitionMark:
+    """Stream time and the last offset whose effects are fully in the changelog."""
+
+    __slots__ = ("flushed", "stream_time")
+
+    def __init__(self, stream_time: int = -1, flushed: int = -1) -> None:
+        self.stream_time = stream_time
+        self.flushed = flushed
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.stream_time, self.flushed])
+
+    @classmethod
+    def decode(cls, data: bytes) -> PartitionMark:
+        st, fl = orjson.loads(data)
+        return cls(st, fl)

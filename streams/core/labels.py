@@ -1,0 +1,17 @@
+"""Reserved label values (SPEC §1): what an overflowed or aggregated series is labelled with.
+
+Slugs in event data start with ``[a-z0-9]``, so ``_other`` never collides with a real value;
+``all`` is refused as a platform or goal by the validator for the same reason.
+"""
+
+from __future__ import annotations
+
+RESPONSE_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
+OTHER_ACCOUNT = "_other"
+OTHER_CAMPAIGN = "_other"
+# Not a slug (slugs start with [a-z0-9]), so it never collides with a real value.
+OTHER_LABEL = "_other"
+#: The ``kind`` values of ``socialpulse_events_overflow_total``: each capped label dimension.
+OVERFLOW_KINDS: tuple[str, ...] = ("account", "campaign", "platform", "goal", "currency")
+ALL_PLATFORMS = "all"
+ALL_GOALS = "all"

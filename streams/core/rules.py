@@ -1,0 +1,304 @@
+"""What each event type adds: to a bucket (plain functions over one PlatformAgg), to a
+campaign, and to the account core (messages, reply matching, followers, lifetime value).
+
+SPEC §3 gives the formulas these counters feed; ``streams.core.kpis`` turns them into KPIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from schemas.events import Event
+from streams.core.aggregates import (
+    BOUNCED,
+    C_CLICKS,
+    C_CONVERSIONS,
+    C_IMPRESSIONS,
+    CLICKS,
+    COMMENTS,
+    CONVERSIONS,
+    CSAT_GOOD,
+    CSAT_N,
+    FOLLOWS,
+    IMPRESSIONS,
+    LEADS,
+    LIKES,
+    MENTIONS,
+    NEEDS_RESPONSE,
+    NPS_DETRACTORS,
+    NPS_N,
+    NPS_PROMOTERS,
+    ORDERS,
+    PAGE_VIEWS,
+    PAID_IMPRESSIONS,
+    POTENTIAL_REACH,
+    RATING_SUM,
+    REPLIES,
+    REVIEWS,
+    SAVES,
+    SENTIMENT_N,
+    SENTIMENT_NEG,
+    SENTIMENT_POS,
+    SENTIMENT_SUM,
+    SHARES,
+    UNFOLLOWS,
+    VISIT_DURATION_N,
+    VISIT_DURATION_SUM,
+    VISITS,
+    AccountCore,
+    Bucket,
+    Followers,
+    Message,
+    PlatformAgg,
+)
+from streams.core.sketches import Hll, Quantiles
+from streams.core.windows import Window, WindowFloors
+
+# A sentiment above this is positive, below its negative is negative (SPEC §3, net sentiment).
+POSITIVE_SENTIMENT = 0.25
+NEGATIVE_SENTIMENT = -0.25
+
+BucketRule = Callable[[PlatformAgg, Event], None]
+
+
+def _impression(a: PlatformAgg, ev: Event) -> None:
+    c = a.counts
+    c[IMPRESSIONS] += 1
+    if ev.paid:
+        c[PAID_IMPRESSIONS] += 1
+    if ev.user_id is not None:
+        if a.reach is None:
+            a.reach = Hll()
+        a.reach.add(ev.user_id)
+
+
+def _counter(slot: int) -> Callable[[PlatformAgg, Event], None]:
+    def rule(a: PlatformAgg, ev: Event) -> None:
+        a.counts[slot] += 1
+
+    return rule
+
+
+def _sentiment(c: list[float], s: float | None) -> None:
+    if s is not None:
+        c[SENTIMENT_SUM] += s
+        c[SENTIMENT_N] += 1
+        if s > POSITIVE_SENTIMENT:
+            c[SENTIMENT_POS] += 1
+        elif s < NEGATIVE_SENTIMENT:
+            c[SENTIMENT_NEG] += 1
+
+
+def _comment(a: PlatformAgg, ev: Event) -> None:
+    c = a.counts
+    c[COMMENTS] += 1
+    if ev.needs_response:
+        c[NEEDS_RESPONSE] += 1
+    _sentiment(c, ev.sentiment)
+
+
+def _mention(a: PlatformAgg, ev: Event) -> None:
+    c = a.counts
+    c[MENTIONS] += 1
+    if ev.needs_response:
+        c[NEEDS_RESPONSE] += 1
+    if ev.author_followers is not None:
+        c[POTENTIAL_REACH] += ev.author_followers
+    _sentiment(c, ev.sentiment)
+
+
+def _share(a: PlatformAgg, ev: Event) -> None:
+    a.counts[SHARES] += 1
+    if ev.author_followers is not None:
+        a.counts[POTENTIAL_REACH] += ev.author_followers
+
+
+def _visit(a: PlatformAgg, ev: Event) -> None:
+    c = a.counts
+    c[VISITS] += 1
+    c[PAGE_VIEWS] += ev.pages or 0
+    if ev.bounced:
+        c[BOUNCED] += 1
+    if ev.duration_seconds is not None:
+        c[VISIT_DURATION_SUM] += ev.duration_seconds
+        c[VISIT_DURATION_N] += 1
+    if ev.user_id is not None:
+        if a.visitors is None:
+            a.visitors = Hll()
+        a.visitors.add(ev.user_id)
+
+
+def _conversion(a: PlatformAgg, ev: Event) -> None:
+    a.counts[CONVERSIONS] += 1
+    goal = ev.goal or ""
+    a.goals[goal] = a.goals.get(goal, 0) + 1
+
+
+def _purchase(a: PlatformAgg, ev: Event) -> None:
+    a.counts[ORDERS] += 1
+    cur = ev.currency or ""
+    a.revenue[cur] = a.revenue.get(cur, 0.0) + (ev.amount or 0.0)
+    a.orders_cur[cur] = a.orders_cur.get(cur, 0) + 1
+
+
+def _spend(a: PlatformAgg, ev: Event) -> None:
+    cur = ev.currency or ""
+    a.spend[cur] = a.spend.get(cur, 0.0) + (ev.amount or 0.0)
+
+
+def _survey(a: PlatformAgg, ev: Event) -> None:
+    c = a.counts
+    score = ev.score or 0
+    if ev.survey == "csat":
+        c[CSAT_N] += 1
+        if score >= 4:
+            c[CSAT_GOOD] += 1
+    else:
+        c[NPS_N] += 1
+        if score >= 9:
+            c[NPS_PROMOTERS] += 1
+        elif score <= 6:
+            c[NPS_DETRACTORS] += 1
+
+
+def _review(a: PlatformAgg, ev: Event) -> None:
+    a.counts[REVIEWS] += 1
+    a.counts[RATING_SUM] += ev.rating or 0
+
+
+def _present(a: PlatformAgg, ev: Event) -> None:
+    """A followers snapshot adds to no windowed count, but its platform is one the account has
+    in the window: its series are exported (zeros, and ratios over the follower count)."""
+
+
+BUCKET_RULES: dict[str, Callable[[PlatformAgg, Event], None]] = {
+    "followers": _present,
+    "impression": _impression,
+    "like": _counter(LIKES),
+    "save": _counter(SAVES),
+    "comment": _comment,
+    "share": _share,
+    "click": _counter(CLICKS),
+    "mention": _mention,
+    "reply": _counter(REPLIES),
+    "follow": _counter(FOLLOWS),
+    "unfollow": _counter(UNFOLLOWS),
+    "visit": _visit,
+    "lead": _counter(LEADS),
+    "conversion": _conversion,
+    "purchase": _purchase,
+    "spend": _spend,
+    "survey": _survey,
+    "review": _review,
+}
+CORE_TYPES = frozenset({"comment", "mention", "reply", "followers", "follow", "unfollow",
+                         "purchase"})
+
+
+def apply_campaign(b: Bucket, ev: Event) -> None:
+    t = ev.type
+    if t == "impression":
+        b.campaign(ev.campaign or "").counts[C_IMPRESSIONS] += 1
+    elif t == "click":
+        b.campaign(ev.campaign or "").counts[C_CLICKS] += 1
+    elif t == "conversion":
+        b.campaign(ev.campaign or "").counts[C_CONVERSIONS] += 1
+    elif t == "purchase":
+        ca = b.campaign(ev.campaign or "")
+        cur = ev.currency or ""
+        ca.revenue[cur] = ca.revenue.get(cur, 0.0) + (ev.amount or 0.0)
+    elif t == "spend":
+        ca = b.campaign(ev.campaign or "")
+        cur = ev.currency or ""
+        ca.spend[cur] = ca.spend.get(cur, 0.0) + (ev.amount or 0.0)
+
+
+class AccountRules:
+    """Applies an event to its account core: the state that ties events together.
+
+    A comment or mention is kept for replies to point to; a reply meets its message (or waits
+    for it as an orphan) and adds a response time at the reply's time and care counts at the
+    message's; followers snapshots and follow/unfollow deltas; lifetime revenue and customers.
+    """
+
+    def __init__(self, windows: tuple[Window, ...], retention_ms: int) -> None:
+        self.windows = windows
+        self.retention_ms = retention_ms
+        self._floors = WindowFloors(windows)
+
+    def apply(self, core: AccountCore, ev: Event, clock: int) -> None:
+        t = ev.type
+        if t == "comment" or t == "mention":
+            msg = Message(ev.ts, ev.platform, ev.needs_response)
+            core.messages[ev.event_id] = msg
+            waiting = core.orphans.pop(ev.event_id, None)
+            if waiting:
+                horizon = clock - self.retention_ms
+                for r_ts, r_platform, r_resolved in waiting:
+                    # Same horizon as expiry, applied here so the result never depends on
+                    # whether a flush happened to expire the orphan first.
+                    if r_ts >= horizon:
+                        self._answer(core, ev.event_id, msg, r_ts, r_platform, r_resolved, clock)
+            if msg.needs_response and not msg.answered:
+                core.pending.add(ev.event_id)
+        elif t == "reply":
+            target = ev.in_reply_to or ""
+            found = core.messages.get(target)
+            if found is not None and found.ts < clock - self.retention_ms:
+                found = None  # expired, whether or not a flush has dropped it yet
+            if found is None:
+                core.orphans.setdefault(target, []).append([ev.ts, ev.platform, ev.resolved])
+            else:
+                self._answer(core, target, found, ev.ts, ev.platform, ev.resolved, clock)
+        elif t == "followers":
+            self._followers(core, ev.platform).snapshot(ev.ts, ev.count or 0)
+        elif t == "follow":
+            self._followers(core, ev.platform).change(ev.ts, 1)
+        elif t == "unfollow":
+            self._followers(core, ev.platform).change(ev.ts, -1)
+        elif t == "purchase":
+            cur = ev.currency or ""
+            per = core.clv.setdefault(ev.platform, {})
+            slot = per.get(cur)
+            if slot is None:
+                slot = per[cur] = [0.0, Hll()]
+            slot[0] += ev.amount or 0.0
+            if ev.user_id is not None:
+                slot[1].add(ev.user_id)
+
+    @staticmethod
+    def _followers(core: AccountCore, platform: str) -> Followers:
+        f = core.followers.get(platform)
+        if f is None:
+            f = core.followers[platform] = Followers()
+        return f
+
+    def _answer(
+        self, core: AccountCore, msg_id: str, msg: Message, reply_ts: int, platform: str,
+        resolved: bool, clock: int,
+    ) -> None:
+        """A reply met its message: a response time at the reply's time, care at the message's."""
+        floors = self._floors.at(clock)
+        for res, w in enumerate(self.windows):
+            r_idx = reply_ts // w.bucket_ms
+            if r_idx >= floors[res]:
+                slot = core.care_slot(res, r_idx, platform)
+                if slot.response is None:
+                    slot.response = Quantiles()
+                slot.response.add((reply_ts - msg.ts) / 1000.0)
+        if not msg.needs_response:
+            return
+        newly_answered = not msg.answered
+        newly_resolved = resolved and not msg.resolved
+        msg.answered = True
+        msg.resolved = msg.resolved or resolved
+        core.pending.discard(msg_id)
+        if not (newly_answered or newly_resolved):
+            return
+        floors = self._floors.at(clock)
+        for res, w in enumerate(self.windows):
+            m_idx = msg.ts // w.bucket_ms
+            if m_idx >= floors[res]:
+                slot = core.care_slot(res, m_idx, msg.platform)
+                slot.answered += newly_answered
+                slot.resolved += newly_resolved

@@ -1,0 +1,249 @@
+"""KPI series: each window's buckets merged (counters add, sketches union) and turned into the
+KPIs of SPEC §3, named by the catalogue, on demand.
+
+Both the Prometheus exposition and ``GET /kpis`` call ``compute``; the merge happens at read
+time, so nothing is recomputed per event.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+
+from streams.core.aggregates import MENTIONS, CampaignAgg, PlatformAgg, merged
+from streams.core.catalogue import CAMPAIGN_KPIS, CURRENT_KPIS, sample_metrics
+from streams.core.engine import Engine
+from streams.core.kpis import Row, campaign_rows, clv_rows, window_rows
+from streams.core.labels import ALL_PLATFORMS, OTHER_ACCOUNT
+from streams.core.sketches import Hll, Quantiles
+from streams.core.steps import run, run_async
+from streams.settings import Settings
+
+LabelValues = tuple[str, ...]
+SeriesMap = dict[str, list[tuple[LabelValues, float]]]
+
+_WINDOW_NAMES = {m.key: m.name for m in sample_metrics().values() if m.scope == "window"}
+_CURRENT_NAMES = {m.key: m.name for m in CURRENT_KPIS}
+_CAMPAIGN_NAMES = {m.key: m.name for m in CAMPAIGN_KPIS}
+
+
+@dataclass
+class _Care:
+    answered: float = 0.0
+    resolved: float = 0.0
+    response: Quantiles | None = None
+
+    def add(self, answered: float, resolved: float, response: Quantiles | None) -> None:
+        self.answered += answered
+        self.resolved += resolved
+        if response is not None and response.count:
+            if self.response is None:
+                self.response = Quantiles()
+            self.response.merge(response)
+
+
+@dataclass
+class _WindowTotals:
+    platforms: dict[str, PlatformAgg] = field(default_factory=dict)
+    care: dict[str, _Care] = field(default_factory=dict)
+    campaigns: dict[str, CampaignAgg] = field(default_factory=dict)
+
+
+def _window_totals(
+    engine: Engine, account: str, res: int, now: int, known: set[str]
+) -> _WindowTotals:
+    per_platform: dict[str, list[PlatformAgg]] = defaultdict(list)
+    view = _WindowTotals()
+    for b in engine.window_buckets(account, res, now):
+        for platform, agg in b.platforms.items():
+            per_platform[platform].append(agg)
+        for name, ca in b.campaigns.items():
+            acc = view.campaigns.get(name)
+            if acc is None:
+                acc = view.campaigns[name] = CampaignAgg()
+            acc.merge(ca)
+    for platform in known | per_platform.keys():
+        view.platforms[platform] = merged(per_platform.get(platform, []))
+    view.platforms[ALL_PLATFORMS] = merged(list(view.platforms.values()))
+    in_window = engine.windows[res].bucket_range(now)
+    total = view.care[ALL_PLATFORMS] = _Care()
+    for core in engine.iter_cores(account):
+        for (r, idx), per in core.care.items():
+            if r != res or idx not in in_window:
+                continue
+            for platform, slot in per.items():
+                view.care.setdefault(platform, _Care()).add(slot.answered, slot.resolved,
+                                                            slot.response)
+                total.add(slot.answered, slot.resolved, slot.response)
+    return view
+
+
+def _known_platforms(engine: Engine) -> dict[str, set[str]]:
+    """Per account, the platforms it has data for anywhere in the largest window's buckets."""
+    largest = len(engine.windows) - 1
+    out: dict[str, set[str]] = defaultdict(set)
+    for ps in engine.partitions.values():
+        for (acc, res, _idx), b in ps.buckets.items():
+            if res == largest:
+                out[acc].update(b.platforms)
+    return out
+
+
+RemoteMentions = Iterable[tuple[int, str, str, int, int, float]]
+
+
+def compute(
+    engine: Engine,
+    settings: Settings,
+    only_account: str | None = None,
+    remote: RemoteMentions = (),
+    now: int | None = None,
+) -> SeriesMap:
+    """All KPI series of the owned accounts (or of one), labels in ``KpiMetric.labels`` order.
+
+    ``remote``: (partition, market, platform, resolution, bucket index, mentions) published by
+    the workers that own the other partitions; share of voice needs every account of a market.
+    ``now``: where the windows end (default ``engine.clock()``); the scrape passes the reading it
+    also exports, so a test can give the oracle the very clock of the values it compares.
+    """
+    return run(_compute_steps(engine, settings, only_account, remote, now))
+
+
+async def compute_async(
+    engine: Engine,
+    settings: Settings,
+    only_account: str | None = None,
+    remote: RemoteMentions = (),
+    now: int | None = None,
+) -> SeriesMap:
+    """``compute`` that gives the event loop back every few accounts, so a scrape of many
+    accounts delays the stream by one slice at a time, not by the whole computation."""
+    return await run_async(_compute_steps(engine, settings, only_account, remote, now))
+
+
+# An account's windows take a few milliseconds: two per slice keeps a scrape's stall short.
+ACCOUNTS_PER_SLICE = 2
+
+
+def _compute_steps(
+    engine: Engine, settings: Settings, only_account: str | None, remote: RemoteMentions,
+    now: int | None = None,
+) -> Generator[None, None, SeriesMap]:
+    if now is None:
+        now = engine.clock()
+    out: SeriesMap = defaultdict(list)
+    if now < 0:
+        return out
+    accounts = engine.accounts()
+    windows_of: dict[str, list[_WindowTotals]] = {}
+    known_by_account = _known_platforms(engine)
+    # Market totals need every owned account, even when one account is asked for.
+    market_mentions: dict[tuple[str, str, int], float] = defaultdict(float)
+    for i, account in enumerate(accounts):
+        if i % ACCOUNTS_PER_SLICE == ACCOUNTS_PER_SLICE - 1:
+            yield
+            if engine.clock() < 0:  # every partition was revoked meanwhile
+                return out
+        known = known_by_account.get(account, set())
+        vs = [_window_totals(engine, account, res, now, known)
+              for res in range(len(engine.windows))]
+        windows_of[account] = vs
+        market = settings.market_of(account)
+        for res, v in enumerate(vs):
+            for platform, agg in v.platforms.items():
+                market_mentions[(market, platform, res)] += agg.counts[MENTIONS]
+    ranges = [w.bucket_range(now) for w in engine.windows]
+    owned = engine.partitions.keys()
+    for p, market, platform, res, idx, n in remote:
+        if p in owned or res >= len(ranges):
+            continue
+        if idx in ranges[res]:
+            market_mentions[(market, platform, res)] += n
+            market_mentions[(market, ALL_PLATFORMS, res)] += n
+    sla_ms = settings.response_sla_seconds * 1000
+    for i, account in enumerate(accounts):
+        if only_account is not None and account != only_account:
+            continue
+        if i % ACCOUNTS_PER_SLICE == ACCOUNTS_PER_SLICE - 1:
+            yield
+        other = account == OTHER_ACCOUNT
+        market = settings.market_of(account)
+        followers = _followers(engine, account)
+        for res, v in enumerate(windows_of[account]):
+            label = engine.windows[res].label
+            for platform, agg in v.platforms.items():
+                if other and platform != ALL_PLATFORMS:
+                    continue
+                care = v.care.get(platform) or _Care()
+                rows = window_rows(
+                    agg,
+                    answered=care.answered,
+                    resolved=care.resolved,
+                    response=care.response,
+                    followers=followers.get(platform),
+                    market_mentions=market_mentions[(market, platform, res)],
+                )
+                _emit(out, _WINDOW_NAMES, (account, platform, label), rows)
+            if other:
+                continue
+            for name, ca in v.campaigns.items():
+                _emit(out, _CAMPAIGN_NAMES, (account, name, label), campaign_rows(ca))
+        _current(out, engine, account, followers, now, sla_ms, other)
+    return out
+
+
+def _emit(out: SeriesMap, names: dict[str, str], base: LabelValues, rows: list[Row]) -> None:
+    for key, extra, value in rows:
+        out[names[key]].append(((*base, *extra), value))
+
+
+def _followers(engine: Engine, account: str) -> dict[str, float]:
+    """Per platform, and ``all`` as their sum; platforms with no follower data are absent."""
+    per: dict[str, float] = defaultdict(float)
+    for core in engine.iter_cores(account):
+        for platform, f in core.followers.items():
+            per[platform] += f.value()
+    if per:
+        per[ALL_PLATFORMS] = sum(per.values())
+    return per
+
+
+def _current(
+    out: SeriesMap, engine: Engine, account: str, followers: dict[str, float], now: int,
+    sla_ms: float, other: bool,
+) -> None:
+    base_platforms = set(followers)
+    pending: dict[str, float] = defaultdict(float)
+    overdue: dict[str, float] = defaultdict(float)
+    clv_revenue: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    clv_customers: dict[str, dict[str, list[Hll]]] = defaultdict(lambda: defaultdict(list))
+    for core in engine.iter_cores(account):
+        for mid in core.pending:
+            m = core.messages[mid]
+            for platform in (m.platform, ALL_PLATFORMS):
+                pending[platform] += 1
+                if now - m.ts > sla_ms:
+                    overdue[platform] += 1
+        for platform, per in core.clv.items():
+            for cur, (revenue, hll) in per.items():
+                for p in (platform, ALL_PLATFORMS):
+                    clv_revenue[p][cur] += revenue
+                    clv_customers[p][cur].append(hll)
+        base_platforms.update(core.followers)
+        base_platforms.update(core.clv)
+    base_platforms.update(pending)
+    base_platforms.add(ALL_PLATFORMS)
+    for platform in sorted(base_platforms):
+        if other and platform != ALL_PLATFORMS:
+            continue
+        labels = (account, platform)
+        if platform in followers:
+            out[_CURRENT_NAMES["followers"]].append((labels, followers[platform]))
+        out[_CURRENT_NAMES["pending_responses"]].append((labels, pending.get(platform, 0.0)))
+        out[_CURRENT_NAMES["overdue_responses"]].append((labels, overdue.get(platform, 0.0)))
+        rows = clv_rows(
+            (cur, revenue, Hll.union_estimate(clv_customers[platform][cur]))
+            for cur, revenue in clv_revenue.get(platform, {}).items()
+        )
+        _emit(out, _CURRENT_NAMES, labels, rows)

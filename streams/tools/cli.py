@@ -1,0 +1,265 @@
+"""The ``socialpulse`` command: worker, local Kafka, produce, simulate, and the ``up`` demo.
+
+Commands that talk to Kafka check the broker first and fail with one clear line and exit code 2
+when it is not there, rather than a client retrying forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from streams.settings import Settings, load
+from streams.tools.preflight import (
+    EXIT_UNAVAILABLE,
+    CliError,
+    ensure_topics,
+    require_broker,
+    start_local_kafka,
+)
+
+
+# --- commands -----------------------------------------------------------------------------------
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    require_broker(settings)
+    asyncio.run(ensure_topics(settings))
+    logging.basicConfig(level=settings.log_level)
+    # aiokafka builds a debug record for every produced message when DEBUG leaks in from a
+    # handler setup; the changelog writes would pay for it on every flush.
+    logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
+    from faust.worker import Worker
+
+    from streams.worker.app import app
+
+    app.discover()
+    # The worker holds millions of long-lived containers (buckets, the dedup index) and makes
+    # short-lived ones per event; CPython's default thresholds (700, 10, 10) rescan the old ones
+    # so often that collection took about as much CPU as the KPI arithmetic. What exists now
+    # (modules, the app) is frozen out of collection; the young generation is collected less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools import local_kafka as kafka_local
+
+    if args.action == "start":
+        if not start_local_kafka(settings):
+            print(f"Kafka already answers at {settings.kafka_bootstrap_servers}; nothing started")
+        return 0
+    if args.action == "stop":
+        stopped = kafka_local.stop(settings.kafka_data_dir)
+        print("stopped" if stopped else "not running")
+        return 0
+    running = kafka_local.status(settings.kafka_data_dir)
+    if running is None:
+        print("not running")
+        return 1
+    print(f"running at {running.bootstrap} (pid {running.pid}, log {running.log_file})")
+    return 0
+
+
+def _progress_printer(total: int | None) -> Any:
+    last = [0.0]
+
+    def show(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 and sys.stderr.isatty():
+            last[0] = now
+            suffix = f"/{total}" if total else ""
+            sys.stderr.write(f"\r  produced {n:,}{suffix}")
+            sys.stderr.flush()
+
+    return show
+
+
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.produce import produce_events, read_jsonl
+
+    require_broker(settings)
+    summary = asyncio.run(produce_events(
+        settings, read_jsonl(args.file), topic=args.topic, rate=args.rate,
+        progress=_progress_printer(None),
+    ))
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(summary)
+    return 0 if summary.errors == 0 else 1
+
+
+def _simulator(args: argparse.Namespace) -> Any:
+    from streams.tools.simulate import SimulationConfig, Simulator
+
+    return Simulator(SimulationConfig(seed=args.seed, scenario=args.scenario,
+                                      extra_accounts=args.extra_accounts))
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.produce import simulate_live
+
+    require_broker(settings)
+    asyncio.run(ensure_topics(settings))
+    try:
+        summary = asyncio.run(simulate_live(
+            settings, _simulator(args), rate=args.rate, duration_s=args.duration,
+            topic=args.topic,
+        ))
+    except KeyboardInterrupt:
+        return 130
+    print(summary)
+    return 0
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    """The demo: local Kafka (if needed), one worker, the simulator; Ctrl-C stops all of it."""
+    from streams.tools import local_kafka as kafka_local
+
+    started_kafka = start_local_kafka(settings)
+    worker = _Worker(settings)
+    try:
+        require_broker(settings)
+        asyncio.run(ensure_topics(settings))
+        first = worker.start()
+        base = f"http://{settings.web_host}:{settings.web_port}"
+        print(f"worker pid {first.pid}\n  metrics: {base}/metrics\n"
+              f"  kpis:    {base}/kpis?account=acme&window=5m\n"
+              f"simulating {args.rate:g} events/s ({args.scenario}); Ctrl-C stops everything",
+              flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_simulate_while_alive(settings, args, worker))
+        code = worker.proc.poll() if worker.proc is not None else None
+        if code not in (None, 0):
+            raise CliError(f"the worker exited with code {code}; see its log above")
+    finally:
+        proc = worker.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if started_kafka:
+            kafka_local.stop(settings.kafka_data_dir)
+            print("stopped local Kafka")
+    return 0
+
+
+class _Worker:
+    """The demo's worker process, restarted when it stops itself as stalled (``EXIT_STALLED``),
+    as Kubernetes or systemd would."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = {**os.environ, "SOCIALPULSE_CLOCK": settings.clock}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.tools.cli", "worker"],
+                                     env=self.env)
+        return self.proc
+
+    def alive(self) -> bool:
+        """True while a worker runs; restarts one that exited as stalled."""
+        from streams.worker.watchdog import EXIT_STALLED
+
+        if self.proc is None or self.proc.poll() is None:
+            return self.proc is not None
+        if self.proc.returncode == EXIT_STALLED:
+            old = self.proc.pid
+            new = self.start().pid
+            print(f"worker {old} stopped itself as stalled; restarted as pid {new}", flush=True)
+            return True
+        return False
+
+
+async def _simulate_while_alive(
+    settings: Settings, args: argparse.Namespace, worker: _Worker
+) -> None:
+    """Run the simulator until its duration ends, Ctrl-C, or the worker dies (then stop too)."""
+    from streams.tools.produce import simulate_live
+
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while worker.alive():
+            await asyncio.sleep(0.5)
+        stop.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await simulate_live(settings, _simulator(args), rate=args.rate,
+                            duration_s=args.duration, stop=stop)
+    finally:
+        watcher.cancel()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="socialpulse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a stream worker (faust)")
+    kafka = sub.add_parser("kafka", help="the embedded single-node Kafka (KRaft)")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    produce = sub.add_parser("produce", help="produce JSONL events from a file or - (stdin)")
+    produce.add_argument("file")
+    produce.add_argument("--topic", default=None)
+    produce.add_argument("--rate", type=float, default=None, help="records per second")
+    for name, helptext in (("simulate", "produce realistic live traffic"),
+                           ("up", "demo: local Kafka + worker + simulator")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--rate", type=float, default=200.0, help="events per second")
+        p.add_argument("--scenario", default="normal",
+                       choices=["normal", "engagement-drop", "slow-replies", "bad-input"])
+        p.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+        p.add_argument("--seed", type=int, default=42)
+        p.add_argument("--extra-accounts", type=int, default=0)
+        if name == "simulate":
+            p.add_argument("--topic", default=None)
+    return parser
+
+
+COMMANDS = {"worker": cmd_worker, "kafka": cmd_kafka, "produce": cmd_produce,
+            "simulate": cmd_simulate, "up": cmd_up}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    try:
+        settings = load()
+    except ValidationError as exc:
+        # One line per bad variable, without the value given: it may be a secret.
+        for err in exc.errors(include_input=False, include_url=False):
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            print(f"socialpulse: SOCIALPULSE_{field.upper()}: {err['msg']}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        return COMMANDS[args.command](settings, args)
+    except CliError as exc:
+        print(f"socialpulse: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from streams.tools.produce import KafkaUnavailable
+
+        if isinstance(exc, KafkaUnavailable):
+            print(f"socialpulse: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

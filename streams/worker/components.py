@@ -1,0 +1,85 @@
+"""The worker's components, built once and wired together: the engine, its state table, the
+flusher and its adapters to Kafka, the market board and the progress watchdog.
+
+Agents, timers and HTTP handlers import their collaborators from here; the classes themselves
+take everything they use as arguments (so unit tests build them with fakes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from streams.core.engine import Engine
+from streams.worker.app import app, health, settings
+from streams.worker.flusher import Flusher, FlushTopics
+from streams.worker.intake import BatchConsumer
+from streams.worker.market_board import MarketBoard
+from streams.worker.outlet import OutRecord, send_all
+from streams.worker.state_table import CHANGELOG_MAX_BYTES, StateTable
+from streams.worker.topics import dead_letters, interactions, market_mentions
+from streams.worker.watchdog import ProgressWatchdog
+
+
+class ProducerSink:
+    """Produces through the app's aiokafka producer, one batch per topic partition."""
+
+    async def send(self, records: Sequence[OutRecord]) -> None:
+        # faust's Producer wraps the aiokafka producer whose batch builder send_all appends to.
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+        await send_all(producer, records)
+
+
+class ConsumerAcks:
+    """The input topic's acks on the app's consumer (which exists once the worker started)."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def _consumer(self) -> BatchConsumer:
+        consumer = app.consumer
+        assert isinstance(consumer, BatchConsumer)
+        return consumer
+
+    def ack_through(self, partition: int, next_offset: int) -> None:
+        self._consumer().ack_through(self.topic, partition, next_offset)
+
+    def forget(self, partitions: set[int]) -> None:
+        consumer = app.consumer
+        if isinstance(consumer, BatchConsumer):
+            consumer.forget_acks(self.topic, partitions)
+
+
+engine = Engine(settings)
+board = MarketBoard(settings, market_mentions.get_topic_name())
+state = StateTable(
+    app,
+    name="state",
+    default=None,
+    key_type=bytes,
+    value_type=bytes,
+    beacon=app.tables.beacon,
+    partitions=settings.topic_partitions,
+    help="socialpulse aggregates: buckets, account cores, dedup chunks, partition marks.",
+    extra_topic_configs={"max.message.bytes": str(CHANGELOG_MAX_BYTES)},
+    engine=engine,
+    health=health,
+    input_topic=interactions.get_topic_name(),
+)
+app.tables.add(state)
+flusher = Flusher(
+    engine,
+    ProducerSink(),
+    ConsumerAcks(interactions.get_topic_name()),
+    board,
+    FlushTopics(
+        input=interactions.get_topic_name(),
+        changelog=state.changelog_topic.get_topic_name(),
+        dead_letters=dead_letters.get_topic_name(),
+        markets=market_mentions.get_topic_name(),
+    ),
+    health,
+    settings.flush_max_events,
+)
+state.on_revoked.append(flusher.forget)
+watchdog = ProgressWatchdog(settings.stall_warn_seconds, settings.stall_exit_seconds)
+app.before_stop.append(flusher.flush)

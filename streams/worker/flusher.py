@@ -1,0 +1,211 @@
+"""The durability protocol: write the state, then the marks, then ack the input (SPEC §5).
+
+Nothing is written per event. The flusher takes a snapshot of what the engine changed, has the
+broker acknowledge its state records and dead letters, then its partition marks and market
+totals, and only then acks the input records the snapshot covers, so that a committed offset
+never runs ahead of the state that covers it. A write that fails (the broker away) keeps the
+snapshot in a backlog, rewritten oldest first before anything newer, and acks nothing.
+
+Its collaborators are passed in (``streams.worker.components`` wires the real ones; the unit
+tests pass fakes): the engine, a record sink, the input acks, the market board's tombstones, the
+topic names and the health counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from streams.core.changelog import Snapshot
+from streams.core.engine import Engine
+from streams.core.outcome import DeadLetter, Outcome
+from streams.core.steps import run_async
+from streams.core.windows import BUCKETS_PER_WINDOW
+from streams.export.health import Health
+from streams.worker.outlet import OutRecord
+
+log = logging.getLogger(__name__)
+
+
+class RecordSink(Protocol):
+    """Produces records and returns once the broker acknowledged every one (or raises)."""
+
+    async def send(self, records: Sequence[OutRecord]) -> None: ...
+
+
+class InputAcks(Protocol):
+    """The input partitions' offsets to commit (faust's commit loop commits them)."""
+
+    def ack_through(self, partition: int, next_offset: int) -> None: ...
+
+    def forget(self, partitions: set[int]) -> None: ...
+
+
+class MarketTombstones(Protocol):
+    """The market board's published keys of a partition that no window shows any more."""
+
+    def expired(self, partition: int, floors: list[int]) -> list[bytes]: ...
+
+
+@dataclass(frozen=True)
+class FlushTopics:
+    """Where a flush writes, and the input topic its dead letters name as their source."""
+
+    input: str
+    changelog: str
+    dead_letters: str
+    markets: str
+
+
+@dataclass
+class _PendingFlush:
+    snapshot: Snapshot
+    acks: dict[int, int]  # partition -> last offset the snapshot covers
+    dead: list[DeadLetter]
+
+    def without(self, partitions: set[int]) -> None:
+        self.snapshot.without(partitions)
+        self.acks = {p: o for p, o in self.acks.items() if p not in partitions}
+        self.dead = [d for d in self.dead if d.partition not in partitions]
+
+
+class Flusher:
+    """Writes engine snapshots and dead letters, then acks the input records they cover."""
+
+    def __init__(
+        self, engine: Engine, sink: RecordSink, acks: InputAcks, tombstones: MarketTombstones,
+        topics: FlushTopics, health: Health, max_pending: int,
+    ) -> None:
+        self.engine, self.health, self.max_pending = engine, health, max_pending
+        # Where the records go, and what is told once they are there.
+        self.sink, self.topics, self.acks, self.tombstones = sink, topics, acks, tombstones
+        self._background: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+        self._acks: dict[int, int] = {}
+        self._pending = 0
+        self._dead: list[DeadLetter] = []
+        # Snapshots whose write failed (broker away): rewritten, oldest first, before newer ones.
+        self._backlog: list[_PendingFlush] = []
+        # The agent adds to this on every batch; the flusher swaps it out and counts it.
+        self.outcome = Outcome()
+        self.records_total = 0
+        self.flushes_total = 0
+
+    def ack_when_durable(self, partition: int, last_offset: int, count: int) -> None:
+        """``count`` records of ``partition`` up to ``last_offset`` were applied: ack them once
+        the state holding them is written."""
+        self._acks[partition] = last_offset
+        self._pending += count
+
+    @property
+    def pending(self) -> int:
+        """Records applied since the last flush began (not yet covered by a write)."""
+        return self._pending
+
+    async def flush_if_behind(self) -> None:
+        """After each batch: past ``max_pending`` unflushed records, flush in the background,
+        so the stream keeps flowing while the broker acknowledges; wait for it only when
+        four times as many are waiting (the broker is slower than the input)."""
+        if self._pending < self.max_pending:
+            return
+        if self._pending >= 4 * self.max_pending:
+            await self.flush()
+        elif self._background is None or self._background.done():
+            self._background = asyncio.create_task(self.flush())
+            self._background.add_done_callback(_log_failure)
+
+    async def flush(self) -> None:
+        async with self.lock:
+            started = time.monotonic()
+            # Expiry first, pausing between partitions; the capture below is one step.
+            await run_async(self.engine.evict_steps())
+            outcome, self.outcome = self.outcome, Outcome()
+            self._count(outcome)
+            # The records to ack are exactly those applied before the snapshot starts: taken in
+            # the same step as the snapshot's dirty sets and marks (no await in between).
+            acks, dead = self._acks, self._dead
+            self._acks, self._dead, self._pending = {}, [], 0
+            # The stream gets in between slices of encoding.
+            snap = await run_async(self.engine.snapshot_steps())
+            if not (len(snap) or acks or dead):
+                return
+            self._backlog.append(_PendingFlush(snap, acks, dead))
+            try:
+                await self._write_backlog()
+            except Exception as exc:  # the broker may be away: keep the backlog, retry next time
+                log.warning("flush failed, will retry: %s", exc)
+                return
+            self.health.flushes.inc()
+            self.flushes_total += 1
+            self.health.flush_seconds.inc(time.monotonic() - started)
+
+    async def _write_backlog(self) -> None:
+        t = self.topics
+        while self._backlog:
+            item = self._backlog[0]
+            state = [OutRecord(t.changelog, r.partition, r.key, r.value, [])
+                     for r in item.snapshot.state]
+            # A dead letter goes to the DLQ partition of its source's number.
+            state.extend(OutRecord(t.dead_letters, d.partition, d.key, d.value, [
+                ("reason", d.rejected.reason.value.encode()),
+                ("detail", d.rejected.detail.encode()),
+                ("source", f"{t.input}/{d.partition}/{d.offset}".encode()),
+            ]) for d in item.dead)
+            await self.sink.send(state)
+            # Marks only after everything they vouch for is acknowledged by the broker.
+            then = [OutRecord(t.changelog, r.partition, r.key, r.value, [])
+                    for r in item.snapshot.marks]
+            then.extend(OutRecord(t.markets, r.partition, r.key, r.value, [])
+                        for r in item.snapshot.markets)
+            for p in item.snapshot.offsets:
+                then.extend(OutRecord(t.markets, p, key, None, [])
+                            for key in self.tombstones.expired(p, self._tombstone_floors(p)))
+            await self.sink.send(then)
+            for p, last in item.acks.items():
+                self.acks.ack_through(p, last + 1)
+            self._backlog.pop(0)
+
+    def _tombstone_floors(self, p: int) -> list[int]:
+        """A window's length below the partition's own floors: other workers, whose clocks may
+        lag this partition's, still read these totals for their share of voice (each reader
+        keeps only the buckets of its own windows)."""
+        return [f - BUCKETS_PER_WINDOW for f in self.engine.floors(p)]
+
+    def _count(self, outcome: Outcome) -> None:
+        """Fold a flush interval's outcome into the health counters (once per flush)."""
+        h = self.health
+        self._dead.extend(outcome.rejected)
+        for etype, n in outcome.applied.items():
+            h.events.labels(etype).inc(n)
+        for dead in outcome.rejected:
+            h.rejected.labels(dead.rejected.reason.value).inc()
+        h.records.inc(outcome.records)
+        self.records_total += outcome.records
+        h.duplicates.inc(outcome.duplicates)
+        h.late.inc(outcome.late)
+        h.replayed.inc(outcome.replayed)
+        h.overflow.labels("account").inc(outcome.overflow_accounts)
+        h.overflow.labels("campaign").inc(outcome.overflow_campaigns)
+        for kind, n in outcome.overflow_labels.items():
+            h.overflow.labels(kind).inc(n)
+
+    async def forget(self, partitions: set[int]) -> None:
+        """A rebalance took ``partitions`` away: their unflushed work belongs to the next owner."""
+        async with self.lock:
+            for item in self._backlog:
+                item.without(partitions)
+            self._acks = {p: o for p, o in self._acks.items() if p not in partitions}
+            self._dead = [d for d in self._dead if d.partition not in partitions]
+            self.acks.forget(partitions)
+            for p in partitions:
+                self.engine.drop(p)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background flush failed", exc_info=task.exception())
+

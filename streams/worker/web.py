@@ -1,0 +1,174 @@
+"""HTTP handlers of a worker: ``/metrics`` for Prometheus, ``/kpis`` as JSON for people and tools,
+``/status`` and ``/ready`` for probes.
+
+``/metrics`` and ``/kpis`` read the same ``streams.core.series.compute``; ``/kpis`` for an account
+owned by another worker redirects there (the owner is whoever holds the account's input
+partition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from faust import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams.core.catalogue import sample_metrics
+from streams.core.engine import wall_ms
+from streams.core.series import SeriesMap, compute_async
+from streams.core.steps import run_async
+from streams.export.exposition import render_steps
+from streams.export.health import consumer_lag, refresh_health
+from streams.worker.app import app, health, registry, settings
+from streams.worker.components import board, engine, flusher, watchdog
+from streams.worker.topics import interactions
+from streams.worker.watchdog import Verdict
+
+
+class _ScrapeCache:
+    """The last computed series and the clock they were computed at. One compute at a time; a
+    scrape that arrives while one runs waits for it and uses its result (and its clock) instead
+    of computing the same thing again."""
+
+    def __init__(self) -> None:
+        self.series: SeriesMap | None = None
+        self.clock_ms = -1
+        self.lock = asyncio.Lock()
+        self.generation = 0
+
+    async def refresh(self) -> None:
+        arrived_at = self.generation
+        async with self.lock:
+            if self.generation != arrived_at:
+                return  # a compute finished after this scrape arrived: its values are fresh
+            clock = engine.clock()
+            self.series = await compute_async(engine, settings, remote=board.entries(),
+                                              now=clock)
+            self.clock_ms = clock
+            self.generation += 1
+
+
+_cache = _ScrapeCache()
+_BY_NAME = sample_metrics()
+
+
+def _highwaters() -> dict[int, int | None]:
+    topic = interactions.get_topic_name()
+    out: dict[int, int | None] = {}
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic == topic:
+            try:
+                out[tp.partition] = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                out[tp.partition] = None
+    return out
+
+
+@app.page("/metrics")
+async def metrics(view: web.View, request: web.Request) -> web.Response:
+    refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending)
+    await _cache.refresh()
+    series = _cache.series or {}
+    if _cache.clock_ms >= 0:
+        health.window_end.set(_cache.clock_ms / 1000.0)
+    # Rendered in slices on the loop, not in a thread: a rendering thread holds the GIL for
+    # whole switch intervals and the stream behind it waits as long. The text is KpiCollector's
+    # output (tests/unit/streams/export/test_exporter.py holds them equal), formatted without
+    # prometheus-client's per-sample label rendering.
+    kpi_text = await run_async(render_steps(series))
+    body = generate_latest(registry) + kpi_text
+    # aiohttp refuses a charset inside content_type=, so the exact header goes in as a header.
+    return view.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@app.page("/status")
+async def status(view: web.View, request: web.Request) -> web.Response:
+    """Cheap liveness and progress for probes and scripts: no KPI is computed."""
+    return view.json({
+        "partitions": sorted(engine.partitions),
+        "accounts": len(engine.accounts()),
+        "records_consumed": flusher.records_total + flusher.outcome.records,
+        "consumer_lag_records": consumer_lag(engine, _highwaters()),
+        "unflushed_records": flusher.pending,
+        "newest_event_ms": engine.newest_event_ms(),
+        "flushes": flusher.flushes_total,
+        # Where windows end now, and where those of the last /metrics compute ended.
+        "clock_ms": engine.clock(),
+        "window_end_ms": _cache.clock_ms,
+        "stalled_seconds": round(watchdog.latest.stalled_seconds, 1),
+    })
+
+
+@app.page("/ready")
+async def ready(view: web.View, request: web.Request) -> web.Response:
+    """Readiness: 200 once the worker owns recovered partitions and progresses; 503 while it
+    recovers or rebalances, and while the progress watchdog says it is stalled."""
+    reading = watchdog.latest
+    reasons = []
+    if app.in_recovery or app.rebalancing:
+        reasons.append("recovering")
+    if reading.verdict is not Verdict.OK:
+        reasons.append(f"stalled {reading.stalled_seconds:.0f} s ({reading.half} partitions "
+                       f"{list(reading.stuck)})")
+    body = {"ready": not reasons, "reasons": reasons}
+    return view.json(body, status=503 if reasons else 200)
+
+
+@app.page("/kpis")
+async def kpis(view: web.View, request: web.Request) -> web.Response:
+    query: Any = request.query
+    account = query.get("account")
+    window = query.get("window")
+    if not account:
+        return view.json({"error": "account is required", "accounts": engine.accounts()},
+                         status=400)
+    if account not in engine.accounts():
+        owner = _owner_url(account)
+        if owner is not None:
+            target = f"{owner.rstrip('/')}/kpis?{request.query_string}"
+            return view.bytes(b"", status=307, headers={"Location": target})
+        return view.json({"error": f"unknown account {account!r}"}, status=404)
+    clock = engine.clock()
+    series = await compute_async(engine, settings, only_account=account, remote=board.entries(),
+                                 now=clock)
+    return view.json(_as_json(account, window, series, clock))
+
+
+def _owner_url(account: str) -> str | None:
+    """URL of the worker that owns ``account``'s partition, if it is another worker."""
+    try:
+        url = str(app.router.external_topic_key_store(interactions, account.encode()))
+    except Exception:  # assignment not known yet, or a single worker
+        return None
+    if url.rstrip("/") == str(app.conf.canonical_url).rstrip("/"):
+        return None
+    return url
+
+
+def _as_json(
+    account: str, window: str | None, series: dict[str, Any], clock_ms: int
+) -> dict[str, Any]:
+    """{"windows": {w: {platform: {kpi: value}}}, "current": {...}, "campaigns": {...}}."""
+    windows: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
+    current: dict[str, Any] = defaultdict(dict)
+    campaigns: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
+    for name, rows in series.items():
+        m = _BY_NAME[name]
+        for labels, value in rows:
+            extra = labels[len(m.labels) - len(m.extra):]
+            key = m.key + "".join(f"{{{k}={v}}}" for k, v in zip(m.extra, extra, strict=True))
+            if m.scope == "current":
+                current[labels[1]][key] = value
+            elif window is None or labels[2] == window:
+                target = windows if m.scope == "window" else campaigns
+                target[labels[2]][labels[1]][key] = value
+    return {
+        "account": account,
+        "clock_ms": clock_ms,
+        "windows": windows,
+        "current": current,
+        "campaigns": campaigns,
+    }

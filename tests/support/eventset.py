@@ -1,0 +1,104 @@
+"""Test input with every hard case: simulated traffic, duplicates, disorder, late and bad records.
+
+Used by the unit oracle test (engine in-process) and by the integration test (real Kafka), so both
+check the same kinds of input.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import orjson
+
+from streams.tools.simulate import SimulationConfig, Simulator
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    key: bytes | None
+    value: bytes
+
+
+# Rare types the traffic mix may not draw in a short run: every KPI family must be checked.
+# Each is placed a second after the previous one from the start of the span.
+_RARE: tuple[dict[str, object], ...] = (
+    {"type": "survey", "survey": "nps", "score": 10},
+    {"type": "survey", "survey": "nps", "score": 9},
+    {"type": "survey", "survey": "nps", "score": 7},
+    {"type": "survey", "survey": "nps", "score": 3},
+    {"type": "survey", "survey": "csat", "score": 4},
+    {"type": "review", "rating": 5, "user_id": "u-rare"},
+    {"type": "purchase", "amount": 19.5, "currency": "EUR", "user_id": "u-rare",
+     "campaign": "coverage"},
+    {"type": "spend", "amount": 3.0, "currency": "EUR", "campaign": "coverage"},
+    {"type": "click", "campaign": "coverage"},
+    {"type": "impression", "campaign": "coverage", "user_id": "u-rare"},
+    {"type": "visit", "pages": 3, "bounced": False, "duration_seconds": 42.0},
+)
+
+
+def build(
+    *, end_ms: int, span_s: float, count: int, late_ms: int, seed: int = 7,
+    scenario: str = "bad-input",
+) -> list[TestRecord]:
+    """At most ``count`` simulated records over the ``span_s`` seconds of event time before
+    ``end_ms``, then: 3 % re-sent later (duplicates), local shuffles (out of order), 1 % moved
+    ``late_ms`` into the past (late), and the scenario's bad records.
+
+    No event is later than ``end_ms``, whatever the hour: the traffic is flat (the simulator's
+    daily curve would stretch or squeeze the span by the hour of the day) and generation stops
+    at ``end_ms`` even if fewer than ``count`` records were drawn by then.
+    ``tests/unit/test_datasets.py`` holds every data set of the suites to this at all 24 hours.
+    """
+    if span_s < len(_RARE):
+        raise ValueError(f"span_s must leave room for the rare records: {span_s}")
+    start_ms = end_ms - int(span_s * 1000)
+    rng = random.Random(seed)
+    sim = Simulator(SimulationConfig(seed=seed, scenario=scenario, users=5_000,  # type: ignore[arg-type]
+                                     daily_amplitude=0.0))
+    base: list[TestRecord] = []
+    for rec in sim.events(start_ms, count=count, duration_s=span_s, rate=count / span_s):
+        if isinstance(rec, bytes):
+            base.append(TestRecord(None, rec))
+            continue
+        if rng.random() < 0.01:
+            rec = {**rec, "ts": int(rec["ts"] if isinstance(rec["ts"], int) else start_ms)
+                   - late_ms, "event_id": rec["event_id"] + "-late"}
+        base.append(TestRecord(rec["account"].encode(), orjson.dumps(rec)))
+    for i, fields in enumerate(_RARE):
+        extra = {"event_id": f"rare-{seed}-{i}", "ts": start_ms + 1000 * i, "account": "acme",
+                 "platform": "web", **fields}
+        base.append(TestRecord(b"acme", orjson.dumps(extra)))
+    # out of order: shuffle inside small blocks, so event time goes back and forth
+    out: list[TestRecord] = []
+    for i in range(0, len(base), 25):
+        block = base[i:i + 25]
+        rng.shuffle(block)
+        out.extend(block)
+    # duplicates: producer retries land a little later in the stream
+    for _ in range(len(out) * 3 // 100):
+        j = rng.randrange(len(out))
+        dup = out[j]
+        out.insert(min(len(out), j + rng.randint(1, 500)), dup)
+    return out
+
+
+# --- the data sets of the suites, each from the wall clock it is built at --------------------
+
+MINUTE_MS = 60_000
+LATE_MS = 40 * MINUTE_MS  # how much older the deliberately late events are
+
+
+def at_rate(now_ms: int, count: int, *, seed: int = 7) -> list[TestRecord]:
+    """``count`` records at 20 a second from 40 minutes before ``now_ms`` (the default traffic
+    of the oracle tests: every window of a test sees it from the same distance)."""
+    span = count / 20.0
+    return build(end_ms=now_ms - 40 * MINUTE_MS + int(span * 1000), span_s=span, count=count,
+                 late_ms=LATE_MS, seed=seed)
+
+
+def spread(count: int, *, span_s: float, end_ms: int, seed: int = 7) -> list[TestRecord]:
+    """``count`` records over the ``span_s`` seconds before ``end_ms``, whatever their count (a
+    run of any size fits in one window)."""
+    return build(end_ms=end_ms, span_s=span_s, count=count, late_ms=LATE_MS, seed=seed)

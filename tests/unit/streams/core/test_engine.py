@@ -1,0 +1,229 @@
+"""Engine rules one at a time: window edges, both clocks, late, duplicate vs replay, caps, care."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.core.engine import Engine
+from streams.core.labels import OTHER_ACCOUNT
+from streams.core.series import compute
+from streams.settings import Settings
+
+T0 = 1_800_000_000_000  # ms; a multiple of every bucket width used below
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def ev(n: int | str, etype: str = "impression", ts: int = T0, **fields: Any) -> bytes:
+    body = {"event_id": str(n), "type": etype, "ts": ts, "account": "acme",
+            "platform": "x", **fields}
+    return orjson.dumps(body)
+
+
+def feed(engine: Engine, *records: bytes, partition: int = 0, start: int = 0) -> None:
+    engine.ingest_batch((partition, start + i, None, r) for i, r in enumerate(records))
+
+
+def value(engine: Engine, s: Settings, name: str, *labels: str) -> float | None:
+    rows = dict(compute(engine, s).get(name, []))
+    return rows.get(tuple(labels))
+
+
+def test_window_is_the_current_bucket_and_the_29_before_it() -> None:
+    s = Settings(clock="event", windows=["30s"], grace_seconds=60)  # 1 s buckets
+    e = Engine(s, now_ms=Clock(T0))
+    feed(e, ev(1, ts=T0 - 29_000), ev(2, ts=T0 - 30_000), ev(3, ts=T0 - 29_001), ev(4, ts=T0))
+    # now = T0: buckets T0-29 s .. T0 are in; T0-29.001 s falls in bucket T0-30 s: out.
+    assert value(e, s, "social_impressions", "acme", "all", "30s") == 2
+
+
+def test_wall_clock_decays_to_zero_and_ratios_disappear() -> None:
+    clock = Clock(T0)
+    s = Settings(clock="wall", windows=["1m"], grace_seconds=0)
+    e = Engine(s, now_ms=clock)
+    feed(e, ev(1), ev(2, "like"))
+    assert value(e, s, "social_engagement_rate_ratio", "acme", "all", "1m") == 1.0
+    clock.now = T0 + 61_000
+    assert value(e, s, "social_impressions", "acme", "all", "1m") == 0
+    assert value(e, s, "social_engagement_rate_ratio", "acme", "all", "1m") is None
+
+
+def test_late_is_relative_to_the_partition_clock() -> None:
+    s = Settings(clock="event", windows=["1m"], grace_seconds=10)  # retention 70 s
+    e = Engine(s, now_ms=Clock(T0))
+    out = e.ingest_batch([
+        (0, 0, None, ev(1, ts=T0)),
+        (0, 1, None, ev(2, ts=T0 - 70_000)),  # exactly at the edge: applied
+        (0, 2, None, ev(3, ts=T0 - 70_001)),  # beyond: late
+        (1, 0, None, ev(4, ts=T0 - 70_001)),  # other partition, its own clock: applied
+    ])
+    assert out.late == 1
+    assert sum(out.applied.values()) == 3
+
+
+def test_duplicate_is_an_id_seen_at_an_earlier_offset_a_replay_is_the_same_offset() -> None:
+    s = Settings(clock="event", windows=["1m"])
+    e = Engine(s, now_ms=Clock(T0))
+    out = e.ingest_batch([(0, 0, None, ev("a")), (0, 1, None, ev("a")), (0, 2, None, ev("b"))])
+    assert out.duplicates == 1
+    snap = e.snapshot()
+    restored = Engine(s, now_ms=Clock(T0))
+    restored.restore(0, [(k, v) for _p, k, v in snap.state + snap.marks if v is not None])
+    again = restored.ingest_batch([(0, 0, None, ev("a")), (0, 1, None, ev("a")),
+                                   (0, 2, None, ev("b")), (0, 3, None, ev("c"))])
+    assert again.replayed == 3 and again.duplicates == 0
+    assert value(restored, s, "social_impressions", "acme", "all", "1m") == 3
+
+
+def test_account_cap_sends_new_accounts_to_other_on_platform_all_only() -> None:
+    s = Settings(clock="event", windows=["1m"], max_accounts=1, max_campaigns_per_account=1)
+    e = Engine(s, now_ms=Clock(T0))
+    out = e.ingest_batch([
+        (0, 0, None, ev(1, campaign="spring")),
+        (0, 1, None, ev(2, campaign="summer")),  # second campaign of acme: _other campaign
+        (0, 2, None, orjson.dumps({"event_id": "3", "type": "impression", "ts": T0,
+                                   "account": "globex", "platform": "x"})),
+    ])
+    assert out.overflow_accounts == 1 and out.overflow_campaigns == 1
+    series = compute(e, s)
+    impressions = dict(series["social_impressions"])
+    assert impressions[(OTHER_ACCOUNT, "all", "1m")] == 1
+    assert (OTHER_ACCOUNT, "x", "1m") not in impressions
+    assert not any(labels[0] == "globex" for labels in impressions)
+    campaigns = dict(series["social_campaign_impressions"])
+    assert campaigns == {("acme", "spring", "1m"): 1, ("acme", "_other", "1m"): 1}
+
+
+def test_followers_snapshot_then_changes_after_it_in_event_time() -> None:
+    s = Settings(clock="event", windows=["1m"])
+    e = Engine(s, now_ms=Clock(T0))
+    feed(e,
+         ev(1, "follow", ts=T0 - 5_000),       # before the snapshot: already in its count
+         ev(2, "followers", ts=T0 - 4_000, count=100),
+         ev(3, "follow", ts=T0 - 3_000),
+         ev(4, "unfollow", ts=T0 - 2_000),
+         ev(5, "follow", ts=T0 - 1_000))
+    assert value(e, s, "social_followers", "acme", "x") == 101
+    assert value(e, s, "social_followers", "acme", "all") == 101
+
+
+def test_reply_before_its_comment_still_measures_response_time() -> None:
+    s = Settings(clock="event", windows=["1h"])
+    e = Engine(s, now_ms=Clock(T0))
+    feed(e,
+         ev("r", "reply", ts=T0, in_reply_to="c", resolved=True),
+         ev("c", "comment", ts=T0 - 600_000, needs_response=True),
+         ev("d", "comment", ts=T0 - 300_000, needs_response=True))
+    assert value(e, s, "social_response_time_seconds", "acme", "x", "1h", "0.5") == \
+        pytest.approx(600, rel=0.02)
+    assert value(e, s, "social_response_ratio", "acme", "all", "1h") == 0.5
+    assert value(e, s, "social_resolution_ratio", "acme", "all", "1h") == 0.5
+    assert value(e, s, "social_pending_responses", "acme", "all") == 1
+
+
+def test_overdue_counts_pending_older_than_the_sla() -> None:
+    s = Settings(clock="event", windows=["1h"], response_sla_seconds=60)
+    e = Engine(s, now_ms=Clock(T0))
+    feed(e, ev("old", "comment", ts=T0 - 120_000, needs_response=True),
+         ev("new", "comment", ts=T0 - 30_000, needs_response=True), ev("x", ts=T0))
+    assert value(e, s, "social_pending_responses", "acme", "x") == 2
+    assert value(e, s, "social_overdue_responses", "acme", "x") == 1
+
+
+def test_share_of_voice_is_per_market() -> None:
+    s = Settings(clock="event", windows=["1h"], markets={"acme": "coffee", "globex": "coffee"})
+    e = Engine(s, now_ms=Clock(T0))
+    recs = [orjson.dumps({"event_id": f"{a}{i}", "type": "mention", "ts": T0, "account": a,
+                          "platform": "x"}) for a, n in (("acme", 3), ("globex", 1), ("tea", 5))
+            for i in range(n)]
+    feed(e, *recs)
+    assert value(e, s, "social_share_of_voice_ratio", "acme", "x", "1h") == 0.75
+    assert value(e, s, "social_share_of_voice_ratio", "tea", "all", "1h") == 1.0
+
+
+def test_money_is_never_summed_across_currencies() -> None:
+    s = Settings(clock="event", windows=["1h"])
+    e = Engine(s, now_ms=Clock(T0))
+    feed(e, ev(1, "purchase", amount=10, currency="EUR", user_id="u1"),
+         ev(2, "purchase", amount=20, currency="USD", user_id="u2"),
+         ev(3, "spend", amount=5, currency="EUR"), ev(4, "click"))
+    assert value(e, s, "social_revenue", "acme", "all", "1h", "EUR") == 10
+    assert value(e, s, "social_revenue", "acme", "all", "1h", "USD") == 20
+    assert value(e, s, "social_roi_ratio", "acme", "all", "1h", "EUR") == 1.0
+    assert value(e, s, "social_roi_ratio", "acme", "all", "1h", "USD") is None
+    assert value(e, s, "social_cost_per_click", "acme", "all", "1h", "EUR") == 5
+    assert value(e, s, "social_customer_lifetime_value", "acme", "all", "USD") == \
+        pytest.approx(20, rel=0.02)
+
+
+def test_expired_buckets_are_deleted_from_the_changelog_and_stay_gone() -> None:
+    clock = Clock(T0)
+    s = Settings(clock="wall", windows=["1m"], grace_seconds=0)
+    e = Engine(s, now_ms=clock)
+    feed(e, ev(1))
+    first = e.snapshot()
+    assert any(v is not None and b":b:" in k for _p, k, v in first.state)
+    clock.now = T0 + 120_000
+    second = e.snapshot()
+    tombstones = [k for _p, k, v in second.state if v is None and b":b:" in k]
+    assert tombstones, "expired bucket must be deleted from the changelog"
+    changelog = {k: v for _p, k, v in first.state + first.marks}
+    changelog.update({k: v for _p, k, v in second.state + second.marks})
+    restored = Engine(s, now_ms=clock)
+    restored.restore(0, [(k, v) for k, v in changelog.items() if v is not None])
+    assert value(restored, s, "social_impressions", "acme", "all", "1m") == 0
+
+
+
+def test_platform_goal_and_currency_are_capped_per_account_and_survive_a_restart() -> None:
+    """Every label value from event data is capped (SPEC §4): a flood of distinct platforms,
+    goals or currencies lands under "_other", never as new series."""
+    s = Settings(clock="event", windows=["1m"], max_platforms_per_account=2,
+                 max_goals_per_account=1, max_currencies_per_account=1)
+    e = Engine(s, now_ms=Clock(T0))
+    records = [*(ev(f"c{i}", "conversion", platform=f"p{i}", goal=f"g{i}") for i in range(4)),
+               *(ev(f"m{i}", "purchase", platform="p0", amount=1.0, currency=c * 3)
+                 for i, c in enumerate("ABC"))]
+    out = e.ingest_batch((0, i, None, r) for i, r in enumerate(records))
+    assert out.overflow_labels == {"platform": 2, "goal": 3, "currency": 2}
+    series = compute(e, s)
+    platforms = {labels[1] for rows in series.values() for labels, _ in rows}
+    assert platforms == {"p0", "p1", "_other", "all"}
+    goals = dict(series["social_conversions"])
+    assert goals[("acme", "all", "1m", "g0")] == 1
+    assert goals[("acme", "all", "1m", "_other")] == 3
+    revenue = dict(series["social_revenue"])
+    assert revenue == {("acme", "all", "1m", "AAA"): 1.0, ("acme", "all", "1m", "_other"): 2.0,
+                       ("acme", "p0", "1m", "AAA"): 1.0, ("acme", "p0", "1m", "_other"): 2.0}
+    # The admitted values are part of the account's durable state: after a restart from the
+    # changelog a new value still overflows, an admitted one still does not.
+    snap = e.snapshot()
+    e2 = Engine(s, now_ms=Clock(T0))
+    e2.restore(0, [(k, v) for _p, k, v in [*snap.state, *snap.marks] if v is not None])
+    out2 = e2.ingest_batch([(0, 10, None, ev("n1", "like", platform="p9")),
+                            (0, 11, None, ev("n2", "like", platform="p1"))])
+    assert out2.overflow_labels == {"platform": 1}
+
+
+def test_resume_offset_refuses_a_batch_beyond_a_hole() -> None:
+    """A batch that does not continue what a partition applied is refused once, with the offset
+    to read again from; after that read it is a real hole and accepted."""
+    e = Engine(Settings(clock="event"))
+    assert e.resume_offset(0, 0) is None  # offset 0 is the start of any log
+    assert e.resume_offset(1, 7) == -1  # nothing applied: read from the partition's first offset
+    assert e.resume_offset(1, 7) is None  # read from there, still 7: the log starts at 7
+    e.ingest_batch([(2, o, None, b"{}") for o in range(5)])
+    assert e.resume_offset(2, 3) is None  # overlap: replays are skipped record by record
+    assert e.resume_offset(2, 5) is None  # continues
+    assert e.resume_offset(2, 9) == 5  # a hole: 5..8 were never applied
+    assert e.resume_offset(2, 9) is None  # re-read from 5 and 9 came first: a real hole
+    assert e.resume_offset(2, 12) == 5  # a new hole is refused again

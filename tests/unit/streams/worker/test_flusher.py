@@ -1,0 +1,174 @@
+"""streams.worker.flusher with fakes: state, then marks, then acks; a failed write acks nothing.
+
+The sink, the acks and the market board are fakes that write to one shared log, so the order of
+every write and ack across them is what the assertions read. The engine is the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streams.core.engine import Engine
+from streams.export.health import Health
+from streams.settings import Settings
+from streams.worker.flusher import Flusher, FlushTopics
+from streams.worker.outlet import OutRecord
+
+T0 = 1_800_000_000_000
+TOPICS = FlushTopics(input="in", changelog="changelog", dead_letters="dlq", markets="markets")
+
+
+def ev(n: int, etype: str = "impression", **fields: Any) -> bytes:
+    return orjson.dumps({"event_id": str(n), "type": etype, "ts": T0 + n, "account": "acme",
+                         "platform": "x", **fields})
+
+
+@dataclass
+class World:
+    """The shared log and the fakes that write to it."""
+
+    log: list[tuple[Any, ...]] = field(default_factory=list)
+    fail_sends: set[int] = field(default_factory=set)  # 0-based numbers of sends that raise
+    sends: int = 0
+    forgotten: list[set[int]] = field(default_factory=list)
+
+    async def send(self, records: Sequence[OutRecord]) -> None:
+        n = self.sends
+        self.sends += 1
+        if n in self.fail_sends:
+            raise ConnectionError(f"send {n} refused")
+        self.log.append(("send", [(r.topic, r.partition, r.key, r.value, r.headers)
+                                  for r in records]))
+
+    def ack_through(self, partition: int, next_offset: int) -> None:
+        self.log.append(("ack", partition, next_offset))
+
+    def forget(self, partitions: set[int]) -> None:
+        self.forgotten.append(partitions)
+
+    def expired(self, partition: int, floors: list[int]) -> list[bytes]:
+        return []
+
+
+def build(world: World, max_pending: int = 1_000) -> tuple[Engine, Flusher]:
+    s = Settings(clock="event", windows=["1m"], markets={"acme": "coffee"})
+    engine = Engine(s, now_ms=lambda: T0 + 60_000)
+    flusher = Flusher(engine, world, world, world, TOPICS,
+                      Health(CollectorRegistry(), "test"), max_pending)
+    return engine, flusher
+
+
+def apply(engine: Engine, flusher: Flusher, partition: int, records: list[bytes],
+          start: int = 0) -> None:
+    engine.ingest_batch(((partition, start + i, None, r) for i, r in enumerate(records)),
+                        flusher.outcome)
+    flusher.ack_when_durable(partition, start + len(records) - 1, len(records))
+
+
+def kinds(send: tuple[Any, ...]) -> set[str]:
+    """What one send holds: state (bucket, core, dedup chunk), mark, dead, market."""
+    out = set()
+    for topic, _p, key, _v, _h in send[1]:
+        if topic == "changelog":
+            out.add("mark" if key.endswith(b":m") else "state")
+        elif topic == "dlq":
+            out.add("dead")
+        else:
+            out.add("market")
+    return out
+
+
+def test_state_then_marks_then_acks() -> None:
+    world = World()
+    engine, flusher = build(world)
+    apply(engine, flusher, 0, [ev(1), ev(2, "mention"), b"{not json"])
+    apply(engine, flusher, 1, [ev(3)])
+    asyncio.run(flusher.flush())
+    assert [entry[0] for entry in world.log] == ["send", "send", "ack", "ack"]
+    first, then = world.log[0], world.log[1]
+    assert kinds(first) == {"state", "dead"}
+    assert kinds(then) == {"mark", "market"}
+    assert sorted(world.log[2:]) == [("ack", 0, 3), ("ack", 1, 1)]
+    assert flusher.pending == 0 and flusher.flushes_total == 1
+
+
+def test_a_dead_letter_names_its_source_and_reason() -> None:
+    world = World()
+    engine, flusher = build(world)
+    apply(engine, flusher, 2, [ev(1), b"{not json"])
+    asyncio.run(flusher.flush())
+    dead = [r for r in world.log[0][1] if r[0] == "dlq"]
+    assert len(dead) == 1
+    _topic, partition, _key, value, headers = dead[0]
+    assert (partition, value) == (2, b"{not json")
+    h = dict(headers)
+    assert h["source"] == b"in/2/1" and h["reason"] == b"not_json"
+
+
+@pytest.mark.parametrize("failing", [0, 1], ids=["state write fails", "marks write fails"])
+def test_a_failed_write_acks_nothing_and_is_written_again_first(failing: int) -> None:
+    world = World(fail_sends={failing})
+    engine, flusher = build(world)
+    apply(engine, flusher, 0, [ev(1), ev(2)])
+    asyncio.run(flusher.flush())
+    assert not [e for e in world.log if e[0] == "ack"]
+    if failing == 0:
+        assert world.log == []  # no mark without its state
+    assert flusher.flushes_total == 0
+    # Newer records arrive; the next flush writes the old snapshot before the new one.
+    apply(engine, flusher, 0, [ev(3)], start=2)
+    asyncio.run(flusher.flush())
+    sends = [e for e in world.log if e[0] == "send"]
+    acks = [e for e in world.log if e[0] == "ack"]
+    assert acks == [("ack", 0, 2), ("ack", 0, 3)]
+    # Each ack comes after the marks that vouch for it, and the old marks before the new ones.
+    marks = [orjson.loads(r[3]) for e in sends for r in e[1] if r[2] == b"0:m"]
+    assert [flushed for _stream_time, flushed in marks] == [1, 2]
+    last_mark = max(i for i, e in enumerate(world.log) if e[0] == "send" and "mark" in kinds(e))
+    assert world.log.index(("ack", 0, 3)) > last_mark
+    assert flusher.flushes_total == 1
+
+
+def test_revoked_partitions_are_neither_written_nor_acked() -> None:
+    world = World(fail_sends={0})
+    engine, flusher = build(world)
+    apply(engine, flusher, 0, [ev(1)])
+    apply(engine, flusher, 1, [ev(2), b"{not json"])
+    asyncio.run(flusher.flush())  # fails: both partitions wait in the backlog
+    apply(engine, flusher, 1, [ev(3)], start=2)
+    asyncio.run(flusher.forget({1}))
+    assert world.forgotten == [{1}] and 1 not in engine.partitions
+    apply(engine, flusher, 0, [ev(4)], start=1)
+    asyncio.run(flusher.flush())
+    written = {r[1] for e in world.log if e[0] == "send" for r in e[1]}
+    assert written == {0}
+    assert [e for e in world.log if e[0] == "ack"] == [("ack", 0, 1), ("ack", 0, 2)]
+
+
+def test_backpressure_flushes_in_the_background_then_waits() -> None:
+    world = World()
+    engine, flusher = build(world, max_pending=2)
+
+    async def scenario() -> list[int]:
+        seen = []
+        apply(engine, flusher, 0, [ev(1)])
+        await flusher.flush_if_behind()  # under the limit: nothing
+        seen.append(world.sends)
+        apply(engine, flusher, 0, [ev(2), ev(3)], start=1)
+        await flusher.flush_if_behind()  # past it: a background flush, not awaited here
+        seen.append(world.sends)
+        await asyncio.sleep(0.05)
+        seen.append(world.sends)
+        apply(engine, flusher, 0, [ev(n) for n in range(4, 12)], start=3)
+        await flusher.flush_if_behind()  # four times past it: flushed before returning
+        seen.append(world.sends)
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 0, 2, 4]

@@ -1,0 +1,82 @@
+"""streams.worker.watchdog: when a worker with work left counts as stalled, and when it never
+does."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.worker.watchdog import PartitionProgress as P
+from streams.worker.watchdog import ProgressWatchdog, Verdict
+
+
+def _dog() -> ProgressWatchdog:
+    return ProgressWatchdog(warn_after_s=10, exit_after_s=30)
+
+
+def test_a_partition_never_fetched_warns_then_exits() -> None:
+    dog = _dog()
+    assert dog.observe(0, {0: P(end=100, applied=None, committed=None)}).verdict is Verdict.OK
+    r = dog.observe(9, {0: P(100, None, None)})
+    assert r.verdict is Verdict.OK and r.stalled_seconds == 9
+    r = dog.observe(10, {0: P(100, None, None)})
+    assert (r.verdict, r.stuck, r.half) == (Verdict.STALLED, (0,), "applying")
+    assert dog.latest == r
+    assert dog.observe(30, {0: P(100, None, None)}).verdict is Verdict.EXIT
+
+
+def test_one_stuck_partition_among_flowing_ones_is_a_stall() -> None:
+    dog = _dog()
+    for t in range(0, 12, 2):
+        r = dog.observe(t, {0: P(1000, 10 * t, 10 * t), 1: P(50, 5, 5)})
+    assert (r.verdict, r.stuck) == (Verdict.STALLED, (1,))
+
+
+def test_reading_without_committing_is_a_stall() -> None:
+    dog = _dog()
+    for t in range(0, 12, 2):
+        r = dog.observe(t, {0: P(end=1000, applied=100 * t, committed=5)})
+    assert (r.verdict, r.half, r.stuck) == (Verdict.STALLED, "committing", (0,))
+
+
+def test_slow_progress_never_fires() -> None:
+    dog = _dog()
+    for t in range(0, 300, 5):  # one record every 5 s, against a huge backlog
+        r = dog.observe(t, {0: P(10**9, t // 5, t // 5)})
+        assert r.verdict is Verdict.OK, t
+
+
+def test_idle_worker_with_nothing_to_do_never_fires() -> None:
+    dog = _dog()
+    for t in range(0, 300, 5):
+        assert dog.observe(t, {0: P(500, 500, 500), 1: P(None, None, None)}).verdict is Verdict.OK
+
+
+def test_takeover_with_everything_already_committed_is_not_work() -> None:
+    dog = _dog()
+    for t in range(0, 60, 5):  # nothing applied here: the previous owner committed it all
+        assert dog.observe(t, {0: P(800, None, 800)}).verdict is Verdict.OK
+
+
+def test_recovery_pauses_the_clock_however_long_it_takes() -> None:
+    dog = _dog()
+    for t in range(0, 601, 5):
+        assert dog.observe(t, {0: P(100, None, None)}, paused=True).verdict is Verdict.OK
+    assert dog.observe(605, {0: P(100, None, None)}).stalled_seconds == 5
+    assert dog.observe(615, {0: P(100, None, None)}).verdict is Verdict.STALLED
+
+
+def test_progress_clears_a_stall_and_revoked_partitions_are_forgotten() -> None:
+    dog = _dog()
+    dog.observe(0, {0: P(100, 1, 1)})
+    assert dog.observe(20, {0: P(100, 1, 1)}).verdict is Verdict.STALLED
+    assert dog.observe(21, {0: P(100, 2, 2)}).verdict is Verdict.OK
+    assert dog.observe(40, {}).verdict is Verdict.OK  # revoked
+    # assigned again later: a new baseline, not the old one's stall time
+    assert dog.observe(41, {0: P(100, 2, 2)}).stalled_seconds == 0
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValueError):
+        ProgressWatchdog(warn_after_s=10, exit_after_s=5)
+    with pytest.raises(ValueError):
+        ProgressWatchdog(warn_after_s=0, exit_after_s=5)
