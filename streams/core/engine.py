@@ -187,8 +187,15 @@ class Engine:
             ps.new_ids.append((h, offset))
             if ts > ps.new_ids_ts:
                 ps.new_ids_ts = ts
-        core = self.caps.admit(ps, ev, offset, out)
         account = ev.account
+        core = ps.cores.get(account)
+        if (core is None or ev.platform not in core.platforms
+                or (ev.campaign is not None and ev.campaign not in core.campaigns)
+                or (ev.goal is not None and ev.goal not in core.goals)
+                or (ev.currency is not None and ev.currency not in core.currencies)):
+            # Not everything admitted yet (most events are): the caps decide, maybe relabel.
+            core = self.caps.admit(ps, ev, offset, out)
+            account = ev.account
         etype = ev.type
         out.applied[etype] = out.applied.get(etype, 0) + 1
         rule = self._bucket_rules.get(etype)
