@@ -36,6 +36,7 @@ class Reason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     BAD_CURRENCY = "bad_currency"
     BAD_ENUM = "bad_enum"
+    RESERVED_VALUE = "reserved_value"
 
 
 @dataclass(slots=True, frozen=True)

@@ -71,6 +71,8 @@ SCORE_RANGES: Final[dict[str, tuple[int, int]]] = {"csat": (1, 5), "nps": (0, 10
 # fullmatch, not match + `$`: `$` also matches before a trailing "\n", so "acme\n" would pass and
 # then become a Prometheus label value. [a-z0-9] is ASCII-only (no re.IGNORECASE, no \w).
 _SLUG: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+# Labels the totals (platform="all", goal="all"): never a value from event data.
+RESERVED_SLUG: Final = "all"
 _CURRENCY: Final = re.compile(r"[A-Z]{3}")
 # The shape of an RFC 3339 date-time with a mandatory offset. [0-9], not \d: \d matches any Unicode
 # digit. Field ranges (month 13, Feb 30, +24:00) are left to datetime.fromisoformat, which rejects
@@ -295,6 +297,10 @@ def _slug(value: Any, name: str) -> str:
         raise _Invalid(
             Reason.BAD_SLUG, f"field {name!r}: {_quote(value)} is not a slug [a-z0-9][a-z0-9_.-]*"
         )
+    if value == RESERVED_SLUG:
+        # Every slug becomes a label, and "all" labels the totals (SPEC §1, reserved values).
+        raise _Invalid(Reason.RESERVED_VALUE,
+                       f"field {name!r}: 'all' is reserved: it labels the totals")
     return value
 
 

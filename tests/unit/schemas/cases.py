@@ -102,6 +102,8 @@ VALID: list[Case] = [
         event("impression", user_id="u1", paid=True, campaign="spring-sale", post_id="p1"),
     ),
     ok("like", doc("like", user_id="u1"), event("like", user_id="u1")),
+    ok("slug_all_inside_a_word", doc("like", platform="allegro", account="all.brands"),
+       event("like", platform="allegro", account="all.brands")),
     ok(
         "save",
         doc("save", user_id="u1", platform="tiktok"),
@@ -415,6 +417,10 @@ INVALID: list[Case] = [
     bad("slug_prometheus_injection", doc("like", account='acme",x="1'), Reason.BAD_SLUG),
     bad("campaign_bad_slug", doc("like", campaign="Spring Sale"), Reason.BAD_SLUG),
     bad("goal_bad_slug", doc("conversion", goal="Sign Up"), Reason.BAD_SLUG),
+    bad("account_reserved_all", doc("like", account="all"), Reason.RESERVED_VALUE),
+    bad("platform_reserved_all", doc("like", platform="all"), Reason.RESERVED_VALUE),
+    bad("campaign_reserved_all", doc("like", campaign="all"), Reason.RESERVED_VALUE),
+    bad("goal_reserved_all", doc("conversion", goal="all"), Reason.RESERVED_VALUE),
     # --- timestamps ---
     bad("ts_naive", doc("like", ts="2024-05-01T09:59:00"), Reason.BAD_TIMESTAMP),
     bad("ts_date_only", doc("like", ts="2024-05-01"), Reason.BAD_TIMESTAMP),

@@ -227,3 +227,23 @@ def test_resume_offset_refuses_a_batch_beyond_a_hole() -> None:
     assert e.resume_offset(2, 9) == 5  # a hole: 5..8 were never applied
     assert e.resume_offset(2, 9) is None  # re-read from 5 and 9 came first: a real hole
     assert e.resume_offset(2, 12) == 5  # a new hole is refused again
+
+
+def test_all_is_refused_where_it_would_collide_with_the_totals() -> None:
+    """``all`` labels the totals: as a platform or goal from event data it would make a second
+    total (two ``goal="all"`` samples) or corrupt one (SPEC §1, reserved values)."""
+    s = Settings(clock="event", windows=["1m"])
+    e = Engine(s, now_ms=Clock(T0))
+    out = e.ingest_batch([
+        (0, 0, None, ev(1, "conversion", goal="signup")),
+        (0, 1, None, ev(2, "conversion", goal="all")),
+        (0, 2, None, ev(3, "comment", needs_response=True)),
+        (0, 3, None, ev(4, "comment", needs_response=True, platform="all")),
+        (0, 4, None, ev(5, "reply", in_reply_to="3")),
+    ])
+    series = compute(e, s)
+    totals = [v for labels, v in series["social_conversions"]
+              if labels == ("acme", "all", "1m", "all")]
+    assert totals == [1]
+    assert dict(series["social_response_ratio"])[("acme", "all", "1m")] == 1.0
+    assert sorted(d.rejected.reason.value for d in out.rejected) == ["reserved_value"] * 2
