@@ -29,7 +29,7 @@ from streams.core.keys import (
     mark_key,
     parse_state_key,
 )
-from streams.core.partition import DedupChunk, PartitionState
+from streams.core.partition import DedupChunk, MarketSlot, PartitionState
 
 _LOW64 = (1 << 64) - 1
 
@@ -100,7 +100,10 @@ class SnapshotEncoder:
         offsets: dict[int, int] = {}
         work: list[_Work] = []
         chunks: list[_NewChunk] = []
+        marked: list[tuple[PartitionState, int]] = []  # and the flushed offset before
+        dead_keys: list[tuple[PartitionState, list[bytes], set[MarketSlot]]] = []
         for p, ps in partitions.items():
+            dead_keys.append((ps, ps.dirty_deleted, ps.dirty_markets))
             for market, res, idx in ps.dirty_markets:
                 for platform, n in ps.market_totals.get((market, res, idx), {}).items():
                     key = MarketKey(p, market, platform, res, idx).encode()
@@ -121,37 +124,63 @@ class SnapshotEncoder:
             ps.dirty_buckets = set()
             ps.dirty_cores = set()
             if ps.last_offset > ps.mark.flushed:
+                marked.append((ps, ps.mark.flushed))
                 ps.mark.flushed = ps.last_offset
                 marks.append(StateRecord(p, mark_key(p), ps.mark.encode()))
                 offsets[p] = ps.last_offset
-        done = 0
-        for chunk in chunks:
-            # 128-bit hashes as two 64-bit halves: orjson writes those natively
-            triples: list[list[int]] = []
-            ids = chunk.ids
-            for i in range(0, len(ids), self.IDS_PER_SLICE):
-                part = ids[i:i + self.IDS_PER_SLICE]
-                triples.extend([h >> 64, h & _LOW64, o] for h, o in part)
-                chunk.hashes.extend(h for h, _o in part)
-                yield
-            state.append(StateRecord(chunk.partition, chunk_key(chunk.partition, chunk.seq),
-                                     orjson.dumps([chunk.newest_ts, triples])))
-        for p, ps, buckets, cores in work:
-            for k in buckets:
-                b = ps.buckets.get(k)
-                if b is not None:  # None: expired meanwhile, its tombstone is queued
-                    state.append(StateRecord(p, bucket_key(p, k), b.encode()))
-                done += 1
-                if done % self.RECORDS_PER_SLICE == 0:
+        try:
+            done = 0
+            for chunk in chunks:
+                # 128-bit hashes as two 64-bit halves: orjson writes those natively
+                triples: list[list[int]] = []
+                ids = chunk.ids
+                for i in range(0, len(ids), self.IDS_PER_SLICE):
+                    part = ids[i:i + self.IDS_PER_SLICE]
+                    triples.extend([h >> 64, h & _LOW64, o] for h, o in part)
+                    chunk.hashes.extend(h for h, _o in part)
                     yield
-            for account in cores:
-                core = ps.cores.get(account)
-                if core is not None:
-                    state.append(StateRecord(p, core_key(p, account), core.encode()))
-                done += 1
-                if done % self.RECORDS_PER_SLICE == 0:
-                    yield
+                state.append(StateRecord(chunk.partition, chunk_key(chunk.partition, chunk.seq),
+                                         orjson.dumps([chunk.newest_ts, triples])))
+            for p, ps, buckets, cores in work:
+                for k in buckets:
+                    b = ps.buckets.get(k)
+                    if b is not None:  # None: expired meanwhile, its tombstone is queued
+                        state.append(StateRecord(p, bucket_key(p, k), b.encode()))
+                    done += 1
+                    if done % self.RECORDS_PER_SLICE == 0:
+                        yield
+                for account in cores:
+                    core = ps.cores.get(account)
+                    if core is not None:
+                        state.append(StateRecord(p, core_key(p, account), core.encode()))
+                    done += 1
+                    if done % self.RECORDS_PER_SLICE == 0:
+                        yield
+        except BaseException:
+            # Nothing captured may be lost (an encoding error, a cancelled flush): what was taken
+            # for this snapshot is dirty again and the marks are back where the changelog is.
+            _give_back(work, chunks, marked, dead_keys)
+            raise
         return Snapshot(state, marks, offsets, markets)
+
+
+def _give_back(
+    work: list[_Work], chunks: list[_NewChunk], marked: list[tuple[PartitionState, int]],
+    dead_keys: list[tuple[PartitionState, list[bytes], set[MarketSlot]]],
+) -> None:
+    for item in work:
+        item.ps.dirty_buckets |= item.buckets
+        item.ps.dirty_cores |= item.cores
+    for ps, deleted, markets in dead_keys:
+        ps.dirty_deleted[:0] = deleted
+        ps.dirty_markets |= markets
+    for ps, flushed in marked:
+        ps.mark.flushed = flushed
+    for chunk in chunks:
+        ps = next(w.ps for w in work if w.partition == chunk.partition)
+        ps.chunks.pop(chunk.seq, None)
+        ps.new_ids[:0] = chunk.ids
+        ps.new_ids_ts = max(ps.new_ids_ts, chunk.newest_ts)
 
 
 def restore_partition(

@@ -49,6 +49,13 @@ class Health:
             "socialpulse_flushes", "Durable flushes of aggregates to the table changelogs.",
             registry=registry,
         )
+        self.flush_failures = Counter(
+            "socialpulse_flush_failures",
+            "Flushes that failed, by stage: encode (the snapshot could not be encoded; nothing "
+            "was captured) or write (the broker refused or was away; the snapshot is kept and "
+            "written again first).",
+            ["stage"], registry=registry,
+        )
         self.flush_seconds = Counter(
             "socialpulse_flush_duration_seconds", "Time spent in durable flushes.",
             registry=registry,
@@ -95,6 +102,8 @@ class Health:
             self.rejected.labels(reason.value)
         for kind in OVERFLOW_KINDS:
             self.overflow.labels(kind)
+        for stage in ("encode", "write"):
+            self.flush_failures.labels(stage)
         self.build = Info("socialpulse_build", "Build information.", registry=registry)
         self.build.info({"version": version})
 

@@ -127,16 +127,27 @@ class Flusher:
             self._count(outcome)
             # The records to ack are exactly those applied before the snapshot starts: taken in
             # the same step as the snapshot's dirty sets and marks (no await in between).
-            acks, dead = self._acks, self._dead
+            acks, dead, pending = self._acks, self._dead, self._pending
             self._acks, self._dead, self._pending = {}, [], 0
-            # The stream gets in between slices of encoding.
-            snap = await run_async(self.engine.snapshot_steps())
+            try:
+                # The stream gets in between slices of encoding.
+                snap = await run_async(self.engine.snapshot_steps())
+            except Exception:
+                # The engine gave its capture back; these records wait for the next flush.
+                for p, last in acks.items():
+                    self._acks[p] = max(last, self._acks.get(p, -1))
+                self._dead[:0] = dead
+                self._pending += pending
+                self.health.flush_failures.labels("encode").inc()
+                log.exception("flush failed: the snapshot could not be encoded; nothing acked")
+                return
             if not (len(snap) or acks or dead):
                 return
             self._backlog.append(_PendingFlush(snap, acks, dead))
             try:
                 await self._write_backlog()
             except Exception as exc:  # the broker may be away: keep the backlog, retry next time
+                self.health.flush_failures.labels("write").inc()
                 log.warning("flush failed, will retry: %s", exc)
                 return
             self.health.flushes.inc()

@@ -247,3 +247,30 @@ def test_all_is_refused_where_it_would_collide_with_the_totals() -> None:
     assert totals == [1]
     assert dict(series["social_response_ratio"])[("acme", "all", "1m")] == 1.0
     assert sorted(d.rejected.reason.value for d in out.rejected) == ["reserved_value"] * 2
+
+
+def test_a_snapshot_that_cannot_be_encoded_loses_nothing() -> None:
+    """An encoding error (a counter past 2**64: orjson refuses it) after the capture must not
+    clear what changed nor move the mark: the next snapshot still holds it all."""
+    s = Settings(clock="event", windows=["1m"])
+    e = Engine(s, now_ms=Clock(T0))
+    feed(e, ev(1), ev(2, "mention", author_followers=5), ev(3, "like"))
+    bucket = next(iter(e.partitions[0].buckets.values()))
+    agg = bucket.platforms["x"]
+    potential = agg.counts.index(5)
+    agg.counts[potential] = 2**64  # what 2e7 mentions by authors with 1e12 followers add up to
+    with pytest.raises(TypeError):
+        e.snapshot()
+    assert e.partitions[0].mark.flushed == -1
+    agg.counts[potential] = 5
+    snap = e.snapshot()
+    keys = {r.key for r in snap.state}
+    assert {b"0:b:acme:0:" + str(T0 // 2000).encode(), b"0:c:acme"} <= keys
+    assert any(k.startswith(b"0:d:") for k in keys)  # the dedup chunk of the three ids
+    assert snap.offsets == {0: 2} and [r.key for r in snap.marks] == [b"0:m"]
+    restored = Engine(s, now_ms=Clock(T0))
+    restored.restore(0, [(r.key, r.value) for r in snap.state + snap.marks if r.value])
+    assert value(restored, s, "social_impressions", "acme", "all", "1m") == 1
+    assert value(restored, s, "social_likes", "acme", "all", "1m") == 1
+    again = restored.ingest_batch([(0, 3, None, ev(1))])
+    assert again.duplicates == 1  # the dedup index came back too

@@ -172,3 +172,20 @@ def test_backpressure_flushes_in_the_background_then_waits() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [0, 0, 2, 4]
+
+
+def test_a_snapshot_that_cannot_be_encoded_acks_nothing_and_keeps_the_acks() -> None:
+    world = World()
+    engine, flusher = build(world)
+    apply(engine, flusher, 0, [ev(1), ev(2, "mention", author_followers=5), b"{not json"])
+    agg = next(iter(engine.partitions[0].buckets.values())).platforms["x"]
+    potential = agg.counts.index(5)
+    agg.counts[potential] = 2**64
+    asyncio.run(flusher.flush())
+    assert world.log == [] and flusher.pending == 3
+    failures = flusher.health.flush_failures.labels("encode")._value.get()
+    assert failures == 1
+    agg.counts[potential] = 5
+    asyncio.run(flusher.flush())
+    assert kinds(world.log[0]) == {"state", "dead"} and kinds(world.log[1]) == {"mark", "market"}
+    assert world.log[2:] == [("ack", 0, 3)]
