@@ -80,11 +80,21 @@ class Engine:
         self.expiry = Expiry(self.windows, self.retention_ms, self.dedup_ms)
         self.encoder = SnapshotEncoder()
         self._floors = WindowFloors(self.windows)
+        self.wall_high = -1  # the highest wall-clock reading ingest was given
         self._bucket_rules: dict[str, BucketRule] = BUCKET_RULES
 
     # --- clocks -------------------------------------------------------------------------------
     def partition_clock(self, ps: PartitionState) -> int:
         return ps.mark.stream_time if self.event_clock else self.now_ms()
+
+    def expiry_clock(self, ps: PartitionState) -> int:
+        """Where a partition's expiry may cut: its clock, but never past the newest event time
+        it applied. A wall clock that jumps ahead (an NTP step, a VM resumed) must not delete
+        windows that the event times seen do not justify; an idle partition's old buckets wait
+        for its next event (the reads end windows at the clock anyway)."""
+        if self.event_clock:
+            return ps.mark.stream_time
+        return min(self.now_ms(), ps.mark.stream_time)
 
     def clock(self) -> int:
         """Where windows end now: wall time, or the newest event time of the owned partitions."""
@@ -138,6 +148,12 @@ class Engine:
         ps = self.partitions.get(p) or self.partition(p)
         flushed = ps.mark.flushed
         max_bytes, future_ms = self.max_record_bytes, self.future_ms
+        # "In the future" is measured from the later of the wall clock and the newest event time
+        # applied, that one capped at the highest wall reading seen: a wall clock stepped back
+        # does not turn valid events into future ones, and events cannot walk time forward.
+        if wall > self.wall_high:
+            self.wall_high = wall
+        now = max(wall, min(ps.mark.stream_time, self.wall_high))
         rejected = out.rejected.append
         apply = self._apply
         replayed = 0
@@ -147,7 +163,7 @@ class Engine:
                 replayed += 1
                 continue
             raw = r.value
-            ev = parse(raw if raw is not None else b"", now_ms=wall, max_bytes=max_bytes,
+            ev = parse(raw if raw is not None else b"", now_ms=now, max_bytes=max_bytes,
                        future_tolerance_ms=future_ms)
             if isinstance(ev, Rejected):
                 rejected(DeadLetter(p, offset, r.key, raw or b"", ev))
@@ -230,7 +246,7 @@ class Engine:
         partitions, which the snapshot's capture must not."""
         for p, ps in list(self.partitions.items()):
             if self.partitions.get(p) is ps:  # not revoked meanwhile
-                self.expiry.evict(p, ps, self.partition_clock(ps))
+                self.expiry.evict(p, ps, self.expiry_clock(ps))
             yield
 
     def snapshot_steps(self) -> Generator[None, None, Snapshot]:
@@ -243,9 +259,9 @@ class Engine:
         return run(self.snapshot_steps())
 
     def floors(self, p: int) -> list[int]:
-        """Per resolution, the lowest bucket index partition ``p`` still keeps."""
+        """Per resolution, the lowest bucket index partition ``p`` still keeps (expiry's)."""
         ps = self.partitions.get(p)
-        clock = self.partition_clock(ps) if ps is not None else -1
+        clock = self.expiry_clock(ps) if ps is not None else -1
         return [w.first_bucket(clock) for w in self.windows]
 
     def restore(self, p: int, items: Iterable[tuple[bytes, bytes]]) -> PartitionState:

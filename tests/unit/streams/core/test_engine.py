@@ -166,6 +166,8 @@ def test_money_is_never_summed_across_currencies() -> None:
 
 
 def test_expired_buckets_are_deleted_from_the_changelog_and_stay_gone() -> None:
+    """Expiry cuts at the newest event time the partition applied (never past it: see
+    test_a_wall_clock_jump_ahead_does_not_expire_the_windows), here another account's event."""
     clock = Clock(T0)
     s = Settings(clock="wall", windows=["1m"], grace_seconds=0)
     e = Engine(s, now_ms=clock)
@@ -173,6 +175,8 @@ def test_expired_buckets_are_deleted_from_the_changelog_and_stay_gone() -> None:
     first = e.snapshot()
     assert any(v is not None and b":b:" in k for _p, k, v in first.state)
     clock.now = T0 + 120_000
+    assert not [r for r in e.snapshot().state if r.value is None]  # no event since: kept
+    feed(e, ev(2, ts=T0 + 120_000, account="globex"), start=1)
     second = e.snapshot()
     tombstones = [k for _p, k, v in second.state if v is None and b":b:" in k]
     assert tombstones, "expired bucket must be deleted from the changelog"
@@ -274,3 +278,31 @@ def test_a_snapshot_that_cannot_be_encoded_loses_nothing() -> None:
     assert value(restored, s, "social_likes", "acme", "all", "1m") == 1
     again = restored.ingest_batch([(0, 3, None, ev(1))])
     assert again.duplicates == 1  # the dedup index came back too
+
+
+def test_a_wall_clock_jump_ahead_does_not_expire_the_windows() -> None:
+    """Expiry follows the event times seen, not a wall clock that jumped 25 h ahead for one
+    flush: once it is back, the 24 h window still counts what it held."""
+    clock = Clock(T0)
+    s = Settings(clock="wall", windows=["5m", "24h"])
+    e = Engine(s, now_ms=clock)
+    feed(e, ev(1, ts=T0 - 3_600_000), ev(2, ts=T0 - 60_000), ev(3, ts=T0))
+    e.snapshot()
+    clock.now = T0 + 25 * 3_600_000
+    jumped = e.snapshot()
+    assert not [r.key for r in jumped.state if r.value is None]  # no tombstone
+    clock.now = T0 + 1_000
+    assert value(e, s, "social_impressions", "acme", "all", "24h") == 3
+    assert value(e, s, "social_impressions", "acme", "all", "5m") == 2
+
+
+def test_a_wall_clock_jump_back_does_not_reject_valid_events_as_future() -> None:
+    clock = Clock(T0)
+    s = Settings(clock="wall", windows=["5m"], future_tolerance_seconds=300)
+    e = Engine(s, now_ms=clock)
+    feed(e, ev(1, ts=T0))
+    clock.now = T0 - 3_600_000  # an NTP step back by an hour
+    out = e.ingest_batch([(0, 1, None, ev(2, ts=T0 + 1_000)),
+                          (0, 2, None, ev(3, ts=T0 + 3_600_000))])  # an hour ahead: future
+    assert [d.rejected.reason.value for d in out.rejected] == ["future_timestamp"]
+    assert out.applied == {"impression": 1}
