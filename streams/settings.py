@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     future_tolerance_seconds: float = Field(default=300.0, ge=0)
     dedup_horizon_seconds: float = Field(default=86_400.0, gt=0)
     max_record_bytes: int = Field(default=65_536, ge=256)
+    # A dead letter longer than this is stored truncated (headers truncated and original_size):
+    # below the broker's default max.message.bytes (1 MiB) and the flush's batch (512 KiB).
+    dead_letter_max_bytes: int = Field(default=256 * 1024, ge=1024, le=448 * 1024)
     response_sla_seconds: float = Field(default=3600.0, gt=0)
     # account -> market, as "acme=coffee,rival=coffee"; unlisted accounts are in default_market.
     markets: Annotated[dict[str, str], NoDecode] = {}

@@ -58,12 +58,27 @@ class Snapshot:
     def __len__(self) -> int:
         return len(self.state) + len(self.marks) + len(self.markets)
 
+    def absorb(self, newer: Snapshot) -> None:
+        """Take in a later snapshot that has not been written either: a key keeps its newest
+        record (every record is an absolute value, a tombstone included), so a backlog of
+        unwritten snapshots is bounded by the state's keys, not by the time the broker is away."""
+        self.state = _newest_per_key([*self.state, *newer.state])
+        self.marks = _newest_per_key([*self.marks, *newer.marks])
+        self.markets = _newest_per_key([*self.markets, *newer.markets])
+        for p, last in newer.offsets.items():
+            self.offsets[p] = max(last, self.offsets.get(p, -1))
+
     def without(self, partitions: set[int]) -> None:
         """Drop the records of ``partitions`` (revoked: their next owner writes them)."""
         self.state = [r for r in self.state if r.partition not in partitions]
         self.marks = [r for r in self.marks if r.partition not in partitions]
         self.markets = [r for r in self.markets if r.partition not in partitions]
         self.offsets = {p: o for p, o in self.offsets.items() if p not in partitions}
+
+
+def _newest_per_key(records: list[StateRecord]) -> list[StateRecord]:
+    newest = {(r.partition, r.key): r for r in records}
+    return list(newest.values())
 
 
 class _Work(NamedTuple):

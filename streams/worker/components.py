@@ -79,6 +79,7 @@ flusher = Flusher(
     ),
     health,
     settings.flush_max_events,
+    settings.dead_letter_max_bytes,
 )
 state.on_revoked.append(flusher.forget)
 watchdog = ProgressWatchdog(settings.stall_warn_seconds, settings.stall_exit_seconds)

@@ -63,9 +63,20 @@ class FlushTopics:
 
 @dataclass
 class _PendingFlush:
+    """A snapshot on its way to the broker, with the acks and dead letters that go with it."""
+
     snapshot: Snapshot
     acks: dict[int, int]  # partition -> last offset the snapshot covers
     dead: list[DeadLetter]
+    records: int  # input records it covers (unacked until it is written)
+    state_written: bool = False  # its state and dead letters are acknowledged; marks are next
+
+    def absorb(self, newer: _PendingFlush) -> None:
+        self.snapshot.absorb(newer.snapshot)
+        for p, last in newer.acks.items():
+            self.acks[p] = max(last, self.acks.get(p, -1))
+        self.dead.extend(newer.dead)
+        self.records += newer.records
 
     def without(self, partitions: set[int]) -> None:
         self.snapshot.without(partitions)
@@ -78,17 +89,19 @@ class Flusher:
 
     def __init__(
         self, engine: Engine, sink: RecordSink, acks: InputAcks, tombstones: MarketTombstones,
-        topics: FlushTopics, health: Health, max_pending: int,
+        topics: FlushTopics, health: Health, max_pending: int, dead_letter_max_bytes: int,
     ) -> None:
         self.engine, self.health, self.max_pending = engine, health, max_pending
         # Where the records go, and what is told once they are there.
         self.sink, self.topics, self.acks, self.tombstones = sink, topics, acks, tombstones
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self._background: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self._acks: dict[int, int] = {}
         self._pending = 0
         self._dead: list[DeadLetter] = []
         # Snapshots whose write failed (broker away): rewritten, oldest first, before newer ones.
+        # At most two: one half written (its marks are next), and one that absorbs the newer.
         self._backlog: list[_PendingFlush] = []
         # The agent adds to this on every batch; the flusher swaps it out and counts it.
         self.outcome = Outcome()
@@ -103,16 +116,23 @@ class Flusher:
 
     @property
     def pending(self) -> int:
-        """Records applied since the last flush began (not yet covered by a write)."""
-        return self._pending
+        """Records applied and not yet acked: since the last flush began, plus those of the
+        snapshots waiting in the backlog."""
+        return self._pending + sum(item.records for item in self._backlog)
+
+    @property
+    def backlog(self) -> int:
+        """Snapshots whose write failed, waiting to be written again."""
+        return len(self._backlog)
 
     async def flush_if_behind(self) -> None:
         """After each batch: past ``max_pending`` unflushed records, flush in the background,
         so the stream keeps flowing while the broker acknowledges; wait for it only when
         four times as many are waiting (the broker is slower than the input)."""
-        if self._pending < self.max_pending:
+        pending = self.pending
+        if pending < self.max_pending:
             return
-        if self._pending >= 4 * self.max_pending:
+        if pending >= 4 * self.max_pending:
             await self.flush()
         elif self._background is None or self._background.done():
             self._background = asyncio.create_task(self.flush())
@@ -141,9 +161,15 @@ class Flusher:
                 self.health.flush_failures.labels("encode").inc()
                 log.exception("flush failed: the snapshot could not be encoded; nothing acked")
                 return
-            if not (len(snap) or acks or dead):
+            if not (len(snap) or acks or dead or self._backlog):
                 return
-            self._backlog.append(_PendingFlush(snap, acks, dead))
+            if len(snap) or acks or dead:
+                item = _PendingFlush(snap, acks, dead, pending)
+                waiting = self._backlog[-1] if self._backlog else None
+                if waiting is not None and not waiting.state_written:
+                    waiting.absorb(item)
+                else:
+                    self._backlog.append(item)
             try:
                 await self._write_backlog()
             except Exception as exc:  # the broker may be away: keep the backlog, retry next time
@@ -158,15 +184,12 @@ class Flusher:
         t = self.topics
         while self._backlog:
             item = self._backlog[0]
-            state = [OutRecord(t.changelog, r.partition, r.key, r.value, [])
-                     for r in item.snapshot.state]
-            # A dead letter goes to the DLQ partition of its source's number.
-            state.extend(OutRecord(t.dead_letters, d.partition, d.key, d.value, [
-                ("reason", d.rejected.reason.value.encode()),
-                ("detail", d.rejected.detail.encode()),
-                ("source", f"{t.input}/{d.partition}/{d.offset}".encode()),
-            ]) for d in item.dead)
-            await self.sink.send(state)
+            if not item.state_written:
+                state = [OutRecord(t.changelog, r.partition, r.key, r.value, [])
+                         for r in item.snapshot.state]
+                state.extend(self._dead_letter(d) for d in item.dead)
+                await self.sink.send(state)
+                item.state_written = True
             # Marks only after everything they vouch for is acknowledged by the broker.
             then = [OutRecord(t.changelog, r.partition, r.key, r.value, [])
                     for r in item.snapshot.marks]
@@ -179,6 +202,24 @@ class Flusher:
             for p, last in item.acks.items():
                 self.acks.ack_through(p, last + 1)
             self._backlog.pop(0)
+
+    def _dead_letter(self, d: DeadLetter) -> OutRecord:
+        """The record for the dead-letter topic, in the DLQ partition of its source's number.
+
+        Copied byte for byte up to ``dead_letter_max_bytes``; beyond, truncated and said so in
+        its headers: a record its producer compressed can be far larger uncompressed than the
+        dead-letter topic accepts, and one record must never stop the writes of all the others.
+        """
+        headers = [
+            ("reason", d.rejected.reason.value.encode()),
+            ("detail", d.rejected.detail.encode()),
+            ("source", f"{self.topics.input}/{d.partition}/{d.offset}".encode()),
+        ]
+        value = d.value
+        if len(value) > self.dead_letter_max_bytes:
+            headers += [("truncated", b"true"), ("original_size", str(len(value)).encode())]
+            value = value[:self.dead_letter_max_bytes]
+        return OutRecord(self.topics.dead_letters, d.partition, d.key, value, headers)
 
     def _tombstone_floors(self, p: int) -> list[int]:
         """A window's length below the partition's own floors: other workers, whose clocks may

@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from faust import web
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.core.catalogue import sample_metrics
@@ -23,6 +24,7 @@ from streams.export.exposition import render_steps
 from streams.export.health import consumer_lag, refresh_health
 from streams.worker.app import app, health, registry, settings
 from streams.worker.components import board, engine, flusher, watchdog
+from streams.worker.intake import BatchConsumer
 from streams.worker.topics import interactions
 from streams.worker.watchdog import Verdict
 
@@ -67,6 +69,22 @@ def _highwaters() -> dict[int, int | None]:
     return out
 
 
+def _committed_lag() -> int | None:
+    """Records of the owned input partitions above the offsets the broker confirmed as
+    committed; None before the consumer knows its highwaters."""
+    consumer = app.consumer
+    if not isinstance(consumer, BatchConsumer):
+        return None
+    lag = 0
+    topic = interactions.get_topic_name()
+    for p, hw in _highwaters().items():
+        if hw is None:
+            return None
+        committed = consumer.confirmed_commits.get(TP(topic, p))
+        lag += hw - (committed if committed is not None else 0)
+    return lag
+
+
 @app.page("/metrics")
 async def metrics(view: web.View, request: web.Request) -> web.Response:
     refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending)
@@ -92,7 +110,11 @@ async def status(view: web.View, request: web.Request) -> web.Response:
         "accounts": len(engine.accounts()),
         "records_consumed": flusher.records_total + flusher.outcome.records,
         "consumer_lag_records": consumer_lag(engine, _highwaters()),
+        # Applied but not yet acked (the flush backlog included), and what the broker confirmed
+        # as committed: a worker whose writes fail shows it here, not only in its logs.
         "unflushed_records": flusher.pending,
+        "flush_backlog": flusher.backlog,
+        "committed_lag_records": _committed_lag(),
         "newest_event_ms": engine.newest_event_ms(),
         "flushes": flusher.flushes_total,
         # Where windows end now, and where those of the last /metrics compute ended.

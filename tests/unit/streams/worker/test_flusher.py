@@ -57,11 +57,11 @@ class World:
         return []
 
 
-def build(world: World, max_pending: int = 1_000) -> tuple[Engine, Flusher]:
+def build(world: World, max_pending: int = 1_000, dead_max: int = 1024) -> tuple[Engine, Flusher]:
     s = Settings(clock="event", windows=["1m"], markets={"acme": "coffee"})
     engine = Engine(s, now_ms=lambda: T0 + 60_000)
     flusher = Flusher(engine, world, world, world, TOPICS,
-                      Health(CollectorRegistry(), "test"), max_pending)
+                      Health(CollectorRegistry(), "test"), max_pending, dead_max)
     return engine, flusher
 
 
@@ -122,15 +122,20 @@ def test_a_failed_write_acks_nothing_and_is_written_again_first(failing: int) ->
     if failing == 0:
         assert world.log == []  # no mark without its state
     assert flusher.flushes_total == 0
-    # Newer records arrive; the next flush writes the old snapshot before the new one.
+    # Newer records arrive. Unwritten, the old snapshot merges with the new one (one write, its
+    # newest mark); half written, its marks go first, then the new snapshot.
     apply(engine, flusher, 0, [ev(3)], start=2)
     asyncio.run(flusher.flush())
     sends = [e for e in world.log if e[0] == "send"]
     acks = [e for e in world.log if e[0] == "ack"]
-    assert acks == [("ack", 0, 2), ("ack", 0, 3)]
-    # Each ack comes after the marks that vouch for it, and the old marks before the new ones.
     marks = [orjson.loads(r[3]) for e in sends for r in e[1] if r[2] == b"0:m"]
-    assert [flushed for _stream_time, flushed in marks] == [1, 2]
+    if failing == 0:
+        assert acks == [("ack", 0, 3)]
+        assert [flushed for _stream_time, flushed in marks] == [2]
+    else:
+        assert acks == [("ack", 0, 2), ("ack", 0, 3)]
+        assert [flushed for _stream_time, flushed in marks] == [1, 2]
+    # Each ack comes after the marks that vouch for it.
     last_mark = max(i for i, e in enumerate(world.log) if e[0] == "send" and "mark" in kinds(e))
     assert world.log.index(("ack", 0, 3)) > last_mark
     assert flusher.flushes_total == 1
@@ -149,7 +154,7 @@ def test_revoked_partitions_are_neither_written_nor_acked() -> None:
     asyncio.run(flusher.flush())
     written = {r[1] for e in world.log if e[0] == "send" for r in e[1]}
     assert written == {0}
-    assert [e for e in world.log if e[0] == "ack"] == [("ack", 0, 1), ("ack", 0, 2)]
+    assert [e for e in world.log if e[0] == "ack"] == [("ack", 0, 2)]
 
 
 def test_backpressure_flushes_in_the_background_then_waits() -> None:
@@ -189,3 +194,53 @@ def test_a_snapshot_that_cannot_be_encoded_acks_nothing_and_keeps_the_acks() -> 
     asyncio.run(flusher.flush())
     assert kinds(world.log[0]) == {"state", "dead"} and kinds(world.log[1]) == {"mark", "market"}
     assert world.log[2:] == [("ack", 0, 3)]
+
+
+def test_a_dead_letter_too_large_for_its_topic_is_stored_truncated_and_says_so() -> None:
+    world = World()
+    engine, flusher = build(world, dead_max=1024)
+    poison = b"{" + b" " * 5_000  # not JSON, and far over the limit
+    apply(engine, flusher, 0, [ev(1), poison, b"{small"])
+    asyncio.run(flusher.flush())
+    dead = {r[3][:6]: r for r in world.log[0][1] if r[0] == "dlq"}
+    big = dead[poison[:6]]
+    assert len(big[3]) == 1024 and big[3] == poison[:1024]
+    h = dict(big[4])
+    assert h["truncated"] == b"true" and h["original_size"] == b"5001"
+    assert h["reason"] == b"not_json" and h["source"] == b"in/0/1"
+    small = dict(dead[b"{small"][4])
+    assert "truncated" not in small and dead[b"{small"][3] == b"{small"
+    assert world.log[2:] == [("ack", 0, 3)]
+
+
+def test_the_backlog_is_bounded_counted_and_written_once_when_the_broker_is_back() -> None:
+    """While every write fails, unwritten snapshots merge (a key keeps its newest record), the
+    records they cover count as pending (for backpressure and /status), and when the broker is
+    back the dead letters are written once and everything is acked."""
+    world = World(fail_sends=set(range(0, 6)))
+    engine, flusher = build(world)
+    for i in range(5):
+        apply(engine, flusher, 0, [ev(10 + i), b"{bad"], start=2 * i)
+        asyncio.run(flusher.flush())
+    assert flusher.backlog == 1 and flusher.pending == 10
+    world.fail_sends = set()
+    asyncio.run(flusher.flush())  # nothing new: the backlog alone is written
+    assert flusher.backlog == 0 and flusher.pending == 0
+    sends = [e for e in world.log if e[0] == "send"]
+    dead = [r for e in sends for r in e[1] if r[0] == "dlq"]
+    assert len(dead) == 5
+    keys = [r[2] for e in sends for r in e[1] if r[0] == "changelog"]
+    assert len(keys) == len(set(keys))  # each key once, its newest record
+    assert [e for e in world.log if e[0] == "ack"] == [("ack", 0, 10)]
+
+
+def test_marks_that_failed_are_written_again_without_the_dead_letters() -> None:
+    world = World(fail_sends={1})  # the state and dead letters go through, the marks do not
+    engine, flusher = build(world)
+    apply(engine, flusher, 0, [ev(1), b"{bad"])
+    asyncio.run(flusher.flush())
+    assert flusher.backlog == 1 and flusher.pending == 2
+    asyncio.run(flusher.flush())
+    dead = [r for e in world.log if e[0] == "send" for r in e[1] if r[0] == "dlq"]
+    assert len(dead) == 1
+    assert [e for e in world.log if e[0] == "ack"] == [("ack", 0, 2)]
