@@ -423,7 +423,15 @@ def _rfc3339_ms(text: str) -> int:
     # Exact integer milliseconds (float timestamp() could be off by one); a normalised timedelta has
     # 0 <= seconds < 86400 and 0 <= microseconds < 10**6, so this floors like `// 1 ms`, faster.
     ms = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
-    return ms + 1000 if leap else ms
+    if leap:
+        # A leap second is the last second of a UTC day (23:59:60Z, or its local equivalent).
+        if ms // 1000 % 86_400 != 86_399:
+            raise _Invalid(
+                Reason.BAD_TIMESTAMP,
+                f"field 'ts': {_quote(match.string)} has second 60 outside 23:59:60 UTC",
+            )
+        return ms + 1000
+    return ms
 
 
 # --- details: short, and quoting at most _QUOTE_CHARS characters of user input ---

@@ -101,8 +101,13 @@ class Settings(BaseSettings):
     @classmethod
     def _windows(cls, value: Any) -> Any:
         value = _split_csv(value)
+        lengths: dict[float, str] = {}
         for label in value:
-            parse_duration(label)
+            seconds = parse_duration(label)
+            if seconds in lengths:
+                raise ValueError(f"windows {lengths[seconds]!r} and {label!r} have the same "
+                                 "length: each window once")
+            lengths[seconds] = label
         return value
 
     @model_validator(mode="after")

@@ -287,6 +287,11 @@ VALID: list[Case] = [
         doc("like", ts="2016-12-31T23:59:60Z"),
         event("like", ts=1_483_228_800_000),  # == 2017-01-01T00:00:00Z
     ),
+    ok(
+        "ts_leap_second_with_an_offset",
+        doc("like", ts="2017-01-01T01:59:60+02:00"),
+        event("like", ts=1_483_228_800_000),
+    ),
     ok("ts_year_2000", doc("like", ts=946_684_800_000), event("like", ts=946_684_800_000)),
     ok(
         "ts_exactly_at_tolerance",
@@ -423,6 +428,9 @@ INVALID: list[Case] = [
     bad("goal_reserved_all", doc("conversion", goal="all"), Reason.RESERVED_VALUE),
     # --- timestamps ---
     bad("ts_naive", doc("like", ts="2024-05-01T09:59:00"), Reason.BAD_TIMESTAMP),
+    bad("ts_second_60_not_a_leap_second", doc("like", ts="2024-05-01T12:34:60Z"),
+        Reason.BAD_TIMESTAMP, "JSON Schema's date-time format accepts any second 60"),
+
     bad("ts_date_only", doc("like", ts="2024-05-01"), Reason.BAD_TIMESTAMP),
     bad("ts_iso_basic", doc("like", ts="20240501T095900Z"), Reason.BAD_TIMESTAMP),
     bad("ts_comma_fraction", doc("like", ts="2024-05-01T09:59:00,5Z"), Reason.BAD_TIMESTAMP),

@@ -273,3 +273,25 @@ def test_never_raises_on_mutated_events(
 @given(st.binary(max_size=50), st.text(max_size=50))
 def test_never_raises_on_json_junk(prefix: bytes, text: str) -> None:
     _assert_well_formed(_parse(prefix + text.encode("utf-8", "surrogatepass")))
+
+
+def test_a_duplicate_key_takes_its_last_value() -> None:
+    """JSON leaves duplicate names undefined; orjson (and Python's json) keep the last one. The
+    README says so: a producer sending two ``type`` fields gets the second."""
+    raw = (b'{"event_id":"d1","type":"like","type":"share","ts":' + str(TS).encode()
+           + b',"account":"acme","platform":"x","platform":"instagram"}')
+    ev = parse(raw, now_ms=NOW_MS)
+    assert isinstance(ev, Event)
+    assert (ev.type, ev.platform) == ("share", "instagram")
+
+
+def test_an_ignored_field_nested_past_the_parser_depth_rejects_the_record() -> None:
+    """Unknown fields are ignored, but the whole record is parsed first: orjson refuses nesting
+    deeper than 1024, so such a record is not_json even when the deep part is an extra field
+    (README, event contract)."""
+    base = (b'{"event_id":"n1","type":"like","ts":' + str(TS).encode()
+            + b',"account":"acme","platform":"x","extra":')
+    shallow = parse(base + b"[" * 1000 + b"]" * 1000 + b"}", now_ms=NOW_MS)
+    assert isinstance(shallow, Event)
+    deep = parse(base + b"[" * 1100 + b"]" * 1100 + b"}", now_ms=NOW_MS)
+    assert isinstance(deep, Rejected) and deep.reason is Reason.NOT_JSON

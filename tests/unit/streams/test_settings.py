@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.settings import Settings, Window, parse_duration
+from streams.core.windows import Window, parse_duration
+from streams.settings import Settings
 
 
 def test_durations_and_windows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,3 +36,9 @@ def test_password_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
     assert s.kafka_client_kwargs()["sasl_plain_password"] == "hunter2-secret"
+
+
+@pytest.mark.parametrize("windows", ["1h,1h", "5m,300s,1h", "60m,1h"])
+def test_a_window_length_is_given_once(windows: str) -> None:
+    with pytest.raises(ValidationError, match="same length"):
+        Settings(windows=windows)  # type: ignore[arg-type]
