@@ -141,6 +141,11 @@ class Settings(BaseSettings):
         return max(w.length_ms for w in self.window_specs) + int(self.grace_seconds * 1000)
 
     @property
+    def changelog_topic(self) -> str:
+        """The state table's changelog, as faust names it (``{app id}-{table}-changelog``)."""
+        return f"{self.app_id}-{STATE_TABLE}-changelog"
+
+    @property
     def market_topic(self) -> str:
         """Compacted topic of per-partition mention totals by market (share of voice)."""
         return f"{self.app_id}-market-mentions"
@@ -169,6 +174,14 @@ class Settings(BaseSettings):
                 self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
             )
         return kwargs
+
+
+# The name of the worker's one faust table (its changelog topic is named after it).
+STATE_TABLE = "state"
+
+# The exit code of a process whose settings (or the topics and state they name) cannot work:
+# the CLI's for a bad value or an unreachable broker, the worker's for state it must not read.
+EXIT_BAD_SETTINGS = 2
 
 
 def load() -> Settings:

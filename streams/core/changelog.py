@@ -20,15 +20,18 @@ from streams.core.keys import (
     BUCKET,
     CORE,
     DEDUP_CHUNK,
+    MANIFEST,
     MARK,
     BucketKey,
     MarketKey,
     bucket_key,
     chunk_key,
     core_key,
+    manifest_key,
     mark_key,
     parse_state_key,
 )
+from streams.core.manifest import StateManifest
 from streams.core.partition import DedupChunk, MarketSlot, PartitionState
 
 _LOW64 = (1 << 64) - 1
@@ -116,6 +119,7 @@ class SnapshotEncoder:
         work: list[_Work] = []
         chunks: list[_NewChunk] = []
         marked: list[tuple[PartitionState, int]] = []  # and the flushed offset before
+        unwritten: list[PartitionState] = []  # whose manifest this snapshot writes
         dead_keys: list[tuple[PartitionState, list[bytes], set[MarketSlot]]] = []
         for p, ps in partitions.items():
             dead_keys.append((ps, ps.dirty_deleted, ps.dirty_markets))
@@ -138,6 +142,11 @@ class SnapshotEncoder:
             work.append(_Work(p, ps, ps.dirty_buckets, ps.dirty_cores))
             ps.dirty_buckets = set()
             ps.dirty_cores = set()
+            if ps.manifest_dirty and ps.manifest is not None:
+                # Before the first mark: a mark is only ever read beside its manifest.
+                state.append(StateRecord(p, manifest_key(p), ps.manifest.encode()))
+                ps.manifest_dirty = False
+                unwritten.append(ps)
             if ps.last_offset > ps.mark.flushed:
                 marked.append((ps, ps.mark.flushed))
                 ps.mark.flushed = ps.last_offset
@@ -175,6 +184,8 @@ class SnapshotEncoder:
             # Nothing captured may be lost (an encoding error, a cancelled flush): what was taken
             # for this snapshot is dirty again and the marks are back where the changelog is.
             _give_back(work, chunks, marked, dead_keys)
+            for ps in unwritten:
+                ps.manifest_dirty = True
             raise
         return Snapshot(state, marks, offsets, markets)
 
@@ -218,6 +229,8 @@ def restore_partition(
             ps.chunk_seq = max(ps.chunk_seq, k.seq)
         elif k.kind == MARK:
             ps.mark = PartitionMark.decode(value)
+        elif k.kind == MANIFEST:
+            ps.manifest = StateManifest.decode(value)
     # Republished once (absolute totals): a crash may have come between a mark and them.
     for (account, res, idx), b in ps.buckets.items():
         for platform, agg in b.platforms.items():

@@ -33,6 +33,7 @@ from streams.core.aggregates import AccountCore, Bucket
 from streams.core.caps import LabelCaps
 from streams.core.changelog import Snapshot, SnapshotEncoder, restore_partition
 from streams.core.expiry import Expiry
+from streams.core.manifest import StateManifest
 from streams.core.outcome import DeadLetter, Outcome
 from streams.core.partition import PartitionState
 from streams.core.rules import BUCKET_RULES, CORE_TYPES, AccountRules, BucketRule, apply_campaign
@@ -80,6 +81,9 @@ class Engine:
         self.expiry = Expiry(self.windows, self.retention_ms, self.dedup_ms)
         self.encoder = SnapshotEncoder()
         self._floors = WindowFloors(self.windows)
+        # What every partition's state must have been built with (``restore`` checks it).
+        self.manifest = StateManifest.of(self.windows, settings.input_topic,
+                                         settings.topic_partitions)
         self.wall_high = -1  # the highest wall-clock reading ingest was given
         self._bucket_rules: dict[str, BucketRule] = BUCKET_RULES
 
@@ -110,6 +114,7 @@ class Engine:
         ps = self.partitions.get(p)
         if ps is None:
             ps = self.partitions[p] = PartitionState()
+            ps.manifest, ps.manifest_dirty = self.manifest, True
         return ps
 
     def ingest_batch(
@@ -265,8 +270,17 @@ class Engine:
         return [w.first_bucket(clock) for w in self.windows]
 
     def restore(self, p: int, items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
-        """Rebuild partition ``p`` from its state records (after faust recovered the table)."""
-        ps = self.partitions[p] = restore_partition(items, self.settings.market_of)
+        """Rebuild partition ``p`` from its state records (after faust recovered the table).
+
+        Raises ``StateMismatch`` (one line naming the setting) when the state was built with
+        other settings; the partition is then left out. State without a manifest (empty, or
+        written before manifests existed) is taken as built with these settings."""
+        ps = restore_partition(items, self.settings.market_of)
+        if ps.manifest is not None:
+            ps.manifest.check(self.manifest, p)
+        else:
+            ps.manifest, ps.manifest_dirty = self.manifest, True
+        self.partitions[p] = ps
         return ps
 
     def drop(self, p: int) -> None:

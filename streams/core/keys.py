@@ -6,6 +6,7 @@ State records (one table, keyed per input partition ``p``)::
     {p}:c:{account}                               an account core
     {p}:d:{seq}                                   a dedup chunk
     {p}:m                                         the partition mark
+    {p}:s                                         the state manifest (settings it was built with)
 
 Market records: ``{p}|{market}|{platform}|{resolution}|{bucket index}`` -> mentions. Account and
 market slugs cannot hold ``:`` or ``|`` (``schemas/event.schema.json``).
@@ -18,7 +19,7 @@ from typing import NamedTuple
 # (account, resolution index, bucket index): a plain tuple, built once per event and window.
 BucketKey = tuple[str, int, int]
 
-BUCKET, CORE, DEDUP_CHUNK, MARK = "b", "c", "d", "m"
+BUCKET, CORE, DEDUP_CHUNK, MARK, MANIFEST = "b", "c", "d", "m", "s"
 
 
 def bucket_key(p: int, k: BucketKey) -> bytes:
@@ -35,6 +36,10 @@ def chunk_key(p: int, seq: int) -> bytes:
 
 def mark_key(p: int) -> bytes:
     return f"{p}:{MARK}".encode()
+
+
+def manifest_key(p: int) -> bytes:
+    return f"{p}:{MANIFEST}".encode()
 
 
 def partition_prefix(p: int) -> bytes:
@@ -62,7 +67,7 @@ def parse_state_key(key: bytes) -> StateKey:
         return StateKey(p, kind, parts[2])
     if kind == DEDUP_CHUNK and len(parts) == 3:
         return StateKey(p, kind, seq=int(parts[2]))
-    if kind == MARK and len(parts) == 2:
+    if kind in (MARK, MANIFEST) and len(parts) == 2:
         return StateKey(p, kind)
     raise ValueError(f"not a state key: {key!r}")
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from streams.core.aggregates import AccountCore, Bucket, PartitionMark
 from streams.core.keys import BucketKey
+from streams.core.manifest import StateManifest
 
 # (market, resolution index, bucket index): one market total this partition publishes.
 MarketSlot = tuple[str, int, int]
@@ -25,12 +26,15 @@ class PartitionState:
 
     __slots__ = (
         "buckets", "chunk_seq", "chunks", "cores", "dedup", "dirty_buckets", "dirty_cores",
-        "dirty_deleted", "dirty_markets", "last_offset", "mark", "market_totals", "new_ids",
-        "new_ids_ts", "rewound_to",
+        "dirty_deleted", "dirty_markets", "last_offset", "manifest", "manifest_dirty", "mark",
+        "market_totals", "new_ids", "new_ids_ts", "rewound_to",
     )
 
     def __init__(self) -> None:
         self.mark = PartitionMark()
+        # The settings the state was built with; written with the partition's first snapshot.
+        self.manifest: StateManifest | None = None
+        self.manifest_dirty = False
         self.buckets: dict[BucketKey, Bucket] = {}
         self.cores: dict[str, AccountCore] = {}
         self.dedup: dict[int, int] = {}  # event_id hash -> offset of its first (applied) record

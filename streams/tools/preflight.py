@@ -14,9 +14,9 @@ import ssl
 import time
 from typing import Any
 
-from streams.settings import Settings
+from streams.settings import EXIT_BAD_SETTINGS, Settings
 
-EXIT_UNAVAILABLE = 2
+EXIT_UNAVAILABLE = EXIT_BAD_SETTINGS
 
 
 class CliError(RuntimeError):
@@ -179,8 +179,37 @@ async def ensure_topics(settings: Settings) -> None:
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+        await _check_copartitioned(admin, settings, existing)
     finally:
         await admin.close()
+
+
+async def _check_copartitioned(admin: Any, settings: Settings, existing: set[str]) -> None:
+    """The state changelog and the market topic hold one partition's records per input
+    partition and must be compacted: a topic that exists with another count or policy (created
+    by hand, or left from another deployment) would misroute or lose state."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    names = [n for n in (settings.changelog_topic, settings.market_topic) if n in existing]
+    if not names:
+        return
+    for meta in await admin.describe_topics(names):
+        n = len(meta.get("partitions", []))
+        if n != settings.topic_partitions:
+            raise CliError(
+                f"topic {meta['topic']} has {n} partitions but the input has "
+                f"{settings.topic_partitions} (SOCIALPULSE_TOPIC_PARTITIONS): they are "
+                "co-partitioned; delete it (it is rebuilt only from its own records) or use a "
+                "new SOCIALPULSE_APP_ID")
+    answers = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})
+         for name in names])
+    for answer in answers:
+        for _err, _msg, _rtype, name, entries in answer.resources:
+            policy = next((e[1] for e in entries if e[0] == "cleanup.policy"), None)
+            if policy is not None and "compact" not in policy.split(","):
+                raise CliError(f"topic {name} has cleanup.policy={policy}; it must be compact "
+                               "(kafka-configs --alter --add-config cleanup.policy=compact)")
 
 
 def start_local_kafka(settings: Settings) -> bool:

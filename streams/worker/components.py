@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streams.core.engine import Engine
+from streams.settings import STATE_TABLE
 from streams.worker.app import app, health, settings
 from streams.worker.flusher import Flusher, FlushTopics
 from streams.worker.intake import BatchConsumer
@@ -53,7 +54,7 @@ engine = Engine(settings)
 board = MarketBoard(settings, market_mentions.get_topic_name())
 state = StateTable(
     app,
-    name="state",
+    name=STATE_TABLE,
     default=None,
     key_type=bytes,
     value_type=bytes,
@@ -64,6 +65,7 @@ state = StateTable(
     engine=engine,
     health=health,
     input_topic=interactions.get_topic_name(),
+    input_partitions=settings.topic_partitions,
 )
 app.tables.add(state)
 flusher = Flusher(

@@ -9,6 +9,8 @@ the engine's partitions once recovered and to drop the revoked ones.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -17,7 +19,11 @@ from faust.types import TP
 
 from streams.core.engine import Engine
 from streams.core.keys import partition_prefix
+from streams.core.manifest import StateMismatch
 from streams.export.health import Health
+from streams.settings import EXIT_BAD_SETTINGS
+
+log = logging.getLogger(__name__)
 
 # The largest state record the changelog accepts (its topic's max.message.bytes).
 CHANGELOG_MAX_BYTES = 8 * 1024 * 1024
@@ -29,12 +35,14 @@ class StateTable(faust.Table):
     """The durable copy of the engine; rebuilds the engine's partitions after recovery."""
 
     def __init__(
-        self, *args: Any, engine: Engine, health: Health, input_topic: str, **kwargs: Any
+        self, *args: Any, engine: Engine, health: Health, input_topic: str,
+        input_partitions: int, **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.engine = engine
         self.health = health
         self.input_topic = input_topic
+        self.input_partitions = input_partitions
         # Called with the input partitions a rebalance took away, before faust's own handling.
         self.on_revoked: list[RevokedHook] = []
 
@@ -42,6 +50,7 @@ class StateTable(faust.Table):
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
         generation_id: int = 0,
     ) -> None:
+        self._check_partition_counts()
         lost = {tp.partition for tp in revoked if tp.topic == self.input_topic}
         if lost:
             for hook in self.on_revoked:
@@ -53,11 +62,33 @@ class StateTable(faust.Table):
         engine = self.engine
         owned = {tp.partition for tp in active_tps}
         for p in owned - engine.partitions.keys():
-            engine.restore(p, _items_of(self.data, p))
+            try:
+                engine.restore(p, _items_of(self.data, p))
+            except StateMismatch as exc:
+                _refuse(str(exc))
         for p in list(engine.partitions):
             if p not in owned:
                 engine.drop(p)
         self.health.partitions.set(len(owned))
+
+
+    def _check_partition_counts(self) -> None:
+        """The changelog is co-partitioned with the input, and both have the count the state
+        was built for: a topic grown (or recreated) under a running group moves accounts."""
+        consumer = self.app.consumer
+        for topic in (self.input_topic, self.changelog_topic.get_topic_name()):
+            n = consumer.topic_partitions(topic)
+            if n is not None and n != self.input_partitions:
+                _refuse(f"topic {topic} has {n} partitions but SOCIALPULSE_TOPIC_PARTITIONS="
+                        f"{self.input_partitions} (the state's): restore the count, or replay "
+                        "into a new SOCIALPULSE_APP_ID (README: growing the input topic)")
+
+
+def _refuse(line: str) -> None:
+    """State or topics this worker must not read: one line, and exit before touching them."""
+    log.critical("refusing to run: %s", line)
+    logging.shutdown()
+    os._exit(EXIT_BAD_SETTINGS)
 
 
 def _items_of(data: Any, partition: int) -> Iterable[tuple[bytes, bytes]]:

@@ -9,6 +9,7 @@ import pytest
 
 from streams.core.engine import Engine
 from streams.core.labels import OTHER_ACCOUNT
+from streams.core.manifest import StateMismatch
 from streams.core.series import compute
 from streams.settings import Settings
 
@@ -306,3 +307,35 @@ def test_a_wall_clock_jump_back_does_not_reject_valid_events_as_future() -> None
                           (0, 2, None, ev(3, ts=T0 + 3_600_000))])  # an hour ahead: future
     assert [d.rejected.reason.value for d in out.rejected] == ["future_timestamp"]
     assert out.applied == {"impression": 1}
+
+
+@pytest.mark.parametrize("windows", [["1m", "1h"], ["1m", "1h", "24h"], ["5m", "1h", "7d"]])
+def test_state_built_with_other_windows_is_refused_not_reinterpreted(windows: list[str]) -> None:
+    """Bucket keys carry a window's index: 5m,1h,24h state read with 1m,1h raised IndexError at
+    every flush, and with 1m,1h,24h its 5m buckets were read as 1m ones."""
+    built = Settings(clock="event", windows=["5m", "1h", "24h"])
+    e = Engine(built, now_ms=Clock(T0))
+    feed(e, ev(1), ev(2, "like"))
+    snap = e.snapshot()
+    records = [(r.key, r.value) for r in snap.state + snap.marks if r.value is not None]
+    assert b"0:s" in dict(records)
+    other = Settings(clock="event", windows=windows)
+    with pytest.raises(StateMismatch, match=r"^SOCIALPULSE_WINDOWS is .* but the state of "
+                                            r"partition 0 was built with 5m,1h,24h"):
+        Engine(other, now_ms=Clock(T0)).restore(0, records)
+    same = Engine(built, now_ms=Clock(T0))
+    same.restore(0, records)
+    assert value(same, built, "social_impressions", "acme", "all", "5m") == 1
+    assert b"0:s" not in {r.key for r in same.snapshot().state}  # written once
+
+
+def test_state_for_another_partition_count_is_refused() -> None:
+    built = Settings(clock="event", windows=["1m"], topic_partitions=3)
+    e = Engine(built, now_ms=Clock(T0))
+    feed(e, ev(1))
+    snap = e.snapshot()
+    records = [(r.key, r.value) for r in snap.state + snap.marks if r.value is not None]
+    grown = Settings(clock="event", windows=["1m"], topic_partitions=6)
+    with pytest.raises(StateMismatch, match="has 6 partitions but the state of partition 0 was "
+                                            "built for 3"):
+        Engine(grown, now_ms=Clock(T0)).restore(0, records)

@@ -1,0 +1,73 @@
+"""The state manifest: the settings a partition's state was built with, stored beside it.
+
+Bucket keys carry a window's index, not its length, and the changelog is co-partitioned with the
+input: state built with other windows, or for an input with another partition count, would be
+read wrongly (5m buckets read as 1m ones) or not at all (an index past the windows). Each
+partition's state therefore holds one manifest record, written when the state is created, and a
+worker whose settings do not match it refuses to start (SPEC §5) instead of reinterpreting it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from streams.core.windows import Window
+
+# The layout of the state records (keys, encodings). A worker refuses state of another version.
+STATE_VERSION = 1
+
+
+class StateMismatch(ValueError):
+    """The state found does not fit the settings; the message is one line naming the setting."""
+
+
+@dataclass(frozen=True)
+class StateManifest:
+    version: int
+    windows: tuple[str, ...]  # labels, shortest first, as the state's resolutions
+    windows_ms: tuple[int, ...]
+    input_topic: str
+    input_partitions: int
+
+    @classmethod
+    def of(cls, windows: tuple[Window, ...], input_topic: str, input_partitions: int
+           ) -> StateManifest:
+        return cls(STATE_VERSION, tuple(w.label for w in windows),
+                   tuple(w.length_ms for w in windows), input_topic, input_partitions)
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"version": self.version, "windows": self.windows,
+                             "windows_ms": self.windows_ms, "input_topic": self.input_topic,
+                             "input_partitions": self.input_partitions})
+
+    @classmethod
+    def decode(cls, data: bytes) -> StateManifest:
+        obj = orjson.loads(data)
+        return cls(int(obj["version"]), tuple(obj["windows"]), tuple(obj["windows_ms"]),
+                   str(obj["input_topic"]), int(obj["input_partitions"]))
+
+    def check(self, wanted: StateManifest, partition: int) -> None:
+        """Raise ``StateMismatch`` unless state described by ``self`` can serve ``wanted``."""
+        where = f"the state of partition {partition}"
+        if self.version != wanted.version:
+            raise StateMismatch(
+                f"{where} has layout version {self.version}, this worker reads version "
+                f"{wanted.version}: run the version that wrote it, or replay into a new "
+                "SOCIALPULSE_APP_ID")
+        if self.windows_ms != wanted.windows_ms:
+            raise StateMismatch(
+                f"SOCIALPULSE_WINDOWS is {','.join(wanted.windows)} but {where} was built with "
+                f"{','.join(self.windows)}: set it back, or replay the input into a new "
+                "SOCIALPULSE_APP_ID (README: changing windows)")
+        if self.input_topic != wanted.input_topic:
+            raise StateMismatch(
+                f"SOCIALPULSE_INPUT_TOPIC is {wanted.input_topic} but {where} was built from "
+                f"{self.input_topic}: set it back, or use a new SOCIALPULSE_APP_ID")
+        if self.input_partitions != wanted.input_partitions:
+            raise StateMismatch(
+                f"topic {wanted.input_topic} has {wanted.input_partitions} partitions but "
+                f"{where} was built for {self.input_partitions}: an account's events would move "
+                "between partitions; restore the count, or replay into a new SOCIALPULSE_APP_ID "
+                "(README: growing the input topic)")
