@@ -71,3 +71,32 @@ class StateManifest:
                 f"{where} was built for {self.input_partitions}: an account's events would move "
                 "between partitions; restore the count, or replay into a new SOCIALPULSE_APP_ID "
                 "(README: growing the input topic)")
+
+
+def check_offsets(
+    topic: str, partition: int, group: str, flushed: int, committed: int | None, end: int
+) -> None:
+    """Raise ``StateMismatch`` unless a partition's state and its input fit together.
+
+    ``flushed``: the last input offset the state covers (-1: no state); ``committed``: the
+    group's committed offset on the broker (None: none); ``end``: the input's log end offset.
+    Kafka's metadata carries no topic id for aiokafka to compare, so a recreated topic shows as
+    offsets that do not fit: an input that ends below what the state covers, or marks beside no
+    committed offset (Kafka drops a deleted topic's offsets); and an empty state beside committed
+    offsets is a changelog that was deleted (commits only ever follow the marks)."""
+    where = f"{topic}/{partition}"
+    if flushed >= 0 and end < flushed + 1:
+        raise StateMismatch(
+            f"{where} ends at offset {end} but its state covers offsets up to {flushed}: the "
+            "input topic was recreated or truncated; start with a new SOCIALPULSE_APP_ID")
+    if flushed >= 0 and committed is None:
+        raise StateMismatch(
+            f"group {group} has no committed offset for {where} but its state covers offsets "
+            f"up to {flushed}: the input topic was recreated (use a new SOCIALPULSE_APP_ID), or "
+            f"the group's offsets expired (reset them to {flushed + 1}: kafka-consumer-groups "
+            "--reset-offsets --to-offset)")
+    if flushed < 0 and committed is not None and committed > 0:
+        raise StateMismatch(
+            f"group {group} has committed {where} up to offset {committed} but there is no "
+            "state for it: the state changelog was deleted, and lifetime KPIs would restart "
+            "from zero; restore it, or start with a new SOCIALPULSE_APP_ID")

@@ -19,9 +19,10 @@ from faust.types import TP
 
 from streams.core.engine import Engine
 from streams.core.keys import partition_prefix
-from streams.core.manifest import StateMismatch
+from streams.core.manifest import StateMismatch, check_offsets
 from streams.export.health import Health
 from streams.settings import EXIT_BAD_SETTINGS
+from streams.worker.intake import BatchConsumer
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,42 @@ class StateTable(faust.Table):
         await super().on_recovery_completed(active_tps, standby_tps)
         engine = self.engine
         owned = {tp.partition for tp in active_tps}
-        for p in owned - engine.partitions.keys():
+        fresh = owned - engine.partitions.keys()
+        for p in fresh:
             try:
                 engine.restore(p, _items_of(self.data, p))
             except StateMismatch as exc:
                 _refuse(str(exc))
+        if fresh:
+            await self._check_offsets(fresh)
         for p in list(engine.partitions):
             if p not in owned:
                 engine.drop(p)
         self.health.partitions.set(len(owned))
 
+
+    async def _check_offsets(self, partitions: set[int]) -> None:
+        """Each recovered partition's state fits its input and the group's committed offset."""
+        consumer = self.app.consumer
+        if not isinstance(consumer, BatchConsumer):
+            return
+        tps = [TP(self.input_topic, p) for p in sorted(partitions)]
+        try:
+            ends = await consumer.highwaters(*tps)
+            committed = await consumer.broker_committed(*tps)
+        except Exception as exc:  # broker away: the next assignment checks again
+            log.warning("could not check the input offsets against the state: %s", exc)
+            return
+        for tp in tps:
+            ps = self.engine.partitions.get(tp.partition)
+            end = ends.get(tp)
+            if ps is None or end is None:
+                continue
+            try:
+                check_offsets(tp.topic, tp.partition, self.app.conf.id, ps.mark.flushed,
+                              committed.get(tp), end)
+            except StateMismatch as exc:
+                _refuse(str(exc))
 
     def _check_partition_counts(self) -> None:
         """The changelog is co-partitioned with the input, and both have the count the state

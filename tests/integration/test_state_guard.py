@@ -103,3 +103,49 @@ def test_a_topic_that_does_not_fit_the_input_refuses_to_start(
     assert len(lines) == 1 and topic.name in lines[0], lines
     expected = "cleanup.policy=delete" if which == "market policy" else "partitions but the input"
     assert expected in lines[0], lines
+
+
+async def _delete(bootstrap: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+        for _ in range(60):  # deletion is asynchronous on the broker
+            if not set(topics) & set(await admin.list_topics()):
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{topics} still listed a minute after their deletion")
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("recreated", ["input", "changelog"])
+def test_a_recreated_topic_under_existing_state_refuses_to_start(
+    kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path,
+    recreated: str,
+) -> None:
+    """A recreated input under a changelog that covers its first offsets would skip them as
+    replays; a changelog deleted beside committed offsets would restart lifetime KPIs at 0."""
+    s = _settings(worker_env)
+    now = int(time.time() * 1000)
+    records = eventset.spread(300, span_s=300, end_ms=now - 60_000)
+    _produce(worker_env, records)
+    first = new_worker(worker_env, tmp_path, "first").start()
+    workers.append(first)
+    first.wait_ready(timeout=300)
+    _wait_caught_up(first, len(records), timeout=120)
+    first.kill(signal.SIGTERM)
+    if recreated == "input":
+        asyncio.run(_delete(kafka.bootstrap, [s.input_topic]))
+        _produce(worker_env, records[:50])  # fewer records than the state covers
+    else:
+        asyncio.run(_delete(kafka.bootstrap, [s.changelog_topic]))
+    second = new_worker(worker_env, tmp_path, "second",
+                        SOCIALPULSE_DATA_DIR=str(tmp_path / "second-data")).start()
+    workers.append(second)
+    code = _exit_code(second, timeout=120)
+    assert code == 2, f"exit code {code}:\n{second.tail()}"
+    lines = _refusal(second)
+    assert len(lines) == 1, lines
+    says = "no committed offset" if recreated == "input" else "changelog was deleted"
+    assert says in lines[0] or "recreated or truncated" in lines[0], lines
