@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var/worker")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+    # A request's headers must arrive within this (slowloris); an idle keep-alive connection is
+    # closed after this; at most this many connections at once (the rest are closed at once).
+    web_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    web_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    web_max_connections: int = Field(default=64, ge=1)
+    # GET /kpis: an account's answer is reused for this long, and computed at most this many at
+    # a time (more waiting than 4 x that are answered 503).
+    kpis_cache_seconds: float = Field(default=1.0, ge=0)
+    kpis_max_concurrent: int = Field(default=2, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     store: str = "memory://"
     log_level: str = "WARNING"

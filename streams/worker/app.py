@@ -14,11 +14,13 @@ from typing import Any
 import faust
 from faust.serializers import codecs
 from faust.types import TopicT, TransportT
+from faust.web import Web
 from prometheus_client import CollectorRegistry
 
 from streams import __version__
 from streams.export.health import Health
 from streams.settings import Settings, load
+from streams.worker.httpd import ConnectionLimits, GuardedWeb
 from streams.worker.intake import BatchHandler, BatchTransport
 
 # Every topic and table of socialpulse is "raw" bytes (the engine parses JSON itself). faust still
@@ -52,7 +54,9 @@ class App(faust.App):
     acked in time for that last commit (a graceful stop replays nothing).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, web_limits: ConnectionLimits, **kwargs: Any) -> None:
+        # Before faust's __init__: it may create the web server, which reads them.
+        self.web_limits = web_limits
         super().__init__(*args, **kwargs)
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
         self.batch_handlers: dict[str, BatchHandler] = {}
@@ -80,6 +84,9 @@ class App(faust.App):
     def _new_transport(self) -> TransportT:
         return BatchTransport(self.conf.broker_consumer, self)
 
+    def _new_web(self) -> Web:
+        return GuardedWeb(self)
+
     async def on_stop(self) -> None:
         for hook in self.before_stop:
             try:
@@ -93,6 +100,11 @@ def build_app(settings: Settings) -> App:
     servers = ";".join(f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(","))
     return App(
         settings.app_id,
+        web_limits=ConnectionLimits(
+            header_timeout_s=settings.web_header_timeout_seconds,
+            idle_timeout_s=settings.web_idle_timeout_seconds,
+            max_connections=settings.web_max_connections,
+        ),
         broker=servers,
         broker_credentials=_credentials(settings),
         store=settings.store,

@@ -24,6 +24,7 @@ from streams.export.exposition import render_steps
 from streams.export.health import consumer_lag, refresh_health
 from streams.worker.app import app, health, registry, settings
 from streams.worker.components import board, engine, flusher, watchdog
+from streams.worker.httpd import KpisCache
 from streams.worker.intake import BatchConsumer
 from streams.worker.topics import interactions
 from streams.worker.watchdog import Verdict
@@ -145,18 +146,37 @@ async def kpis(view: web.View, request: web.Request) -> web.Response:
     account = query.get("account")
     window = query.get("window")
     if not account:
-        return view.json({"error": "account is required", "accounts": engine.accounts()},
-                         status=400)
+        # No account list: it would tell any client every brand this worker serves.
+        return view.json({"error": "account is required"}, status=400)
     if account not in engine.accounts():
         owner = _owner_url(account)
         if owner is not None:
-            target = f"{owner.rstrip('/')}/kpis?{request.query_string}"
+            target = redirect_target(owner, request.rel_url.raw_query_string)
             return view.bytes(b"", status=307, headers={"Location": target})
-        return view.json({"error": f"unknown account {account!r}"}, status=404)
+        return view.json({"error": "unknown account"}, status=404)
+    answer = await _kpis_cache.get(account)
+    if answer is None:
+        return view.json({"error": "busy, retry shortly"}, status=503,
+                         headers={"Retry-After": "1"})
+    clock, series = answer
+    return view.json(_as_json(account, window, series, clock))
+
+
+def redirect_target(owner_url: str, raw_query: str) -> str:
+    """The owner's /kpis with the query exactly as the client sent it (still percent-encoded:
+    a decoded ``%0d%0a`` would put a line break in the Location header)."""
+    return f"{owner_url.rstrip('/')}/kpis?{raw_query}"
+
+
+async def _compute_account(account: str) -> tuple[int, SeriesMap]:
     clock = engine.clock()
     series = await compute_async(engine, settings, only_account=account, remote=board.entries(),
                                  now=clock)
-    return view.json(_as_json(account, window, series, clock))
+    return clock, series
+
+
+_kpis_cache: KpisCache[SeriesMap] = KpisCache(
+    _compute_account, settings.kpis_cache_seconds, settings.kpis_max_concurrent)
 
 
 def _owner_url(account: str) -> str | None:

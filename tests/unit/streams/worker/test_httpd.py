@@ -1,0 +1,50 @@
+"""streams.worker.httpd: what GET /kpis may cost, and the redirect's query kept encoded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.worker.httpd import KpisCache
+
+
+def test_a_loop_of_requests_costs_one_compute_per_account_and_period() -> None:
+    calls: list[str] = []
+
+    async def compute(account: str) -> tuple[int, str]:
+        calls.append(account)
+        await asyncio.sleep(0.05)
+        return len(calls), f"series of {account}"
+
+    async def scenario() -> list[tuple[int, str] | None]:
+        cache: KpisCache[str] = KpisCache(compute, ttl_s=60, concurrent=2)
+        return await asyncio.gather(*(cache.get("acme") for _ in range(8)))
+
+    answers = asyncio.run(scenario())
+    assert calls == ["acme"] and answers == [(1, "series of acme")] * 8
+
+
+def test_too_many_waiting_are_refused_and_the_answer_expires() -> None:
+    calls: list[str] = []
+
+    async def compute(account: str) -> tuple[int, str]:
+        calls.append(account)
+        await asyncio.sleep(0.05)
+        return len(calls), account
+
+    async def scenario() -> tuple[list[tuple[int, str] | None], tuple[int, str] | None]:
+        cache: KpisCache[str] = KpisCache(compute, ttl_s=0.2, concurrent=1)
+        burst = await asyncio.gather(*(cache.get(f"a{i}") for i in range(10)))
+        await asyncio.sleep(0.3)
+        return burst, await cache.get("a0")
+
+    burst, later = asyncio.run(scenario())
+    assert sum(a is None for a in burst) == 6  # 1 computing + 3 waiting; the rest refused
+    assert len(calls) == 5 and later is not None and later[0] == 5  # a0 computed again
+
+
+def test_the_redirect_keeps_the_query_percent_encoded() -> None:
+    from streams.worker.web import redirect_target
+
+    target = redirect_target("http://w2:6066/", "account=acme%0d%0aX-Evil:%201&window=5m")
+    assert target == "http://w2:6066/kpis?account=acme%0d%0aX-Evil:%201&window=5m"
+    assert "\r" not in target and "\n" not in target
