@@ -8,6 +8,7 @@ take everything they use as arguments (so unit tests build them with fakes).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from streams.core.engine import Engine
 from streams.settings import STATE_TABLE
@@ -84,5 +85,13 @@ flusher = Flusher(
     settings.dead_letter_max_bytes,
 )
 state.on_revoked.append(flusher.forget)
+
+
+async def _fence_flushes(sender: Any, /, *revoked: Any, signal: Any, **kwargs: Any) -> None:
+    await flusher.fence()
+
+
+app.on_partitions_revoked.connect(_fence_flushes)
+
 watchdog = ProgressWatchdog(settings.stall_warn_seconds, settings.stall_exit_seconds)
 app.before_stop.append(flusher.flush)

@@ -107,6 +107,9 @@ class Flusher:
         self.outcome = Outcome()
         self.records_total = 0
         self.flushes_total = 0
+        # Between a rebalance's revocation and the new assignment nothing is written: a revoked
+        # partition's next owner may already be writing its dead letters and state.
+        self.fenced = False
 
     def ack_when_durable(self, partition: int, last_offset: int, count: int) -> None:
         """``count`` records of ``partition`` up to ``last_offset`` were applied: ack them once
@@ -140,6 +143,8 @@ class Flusher:
 
     async def flush(self) -> None:
         async with self.lock:
+            if self.fenced:
+                return  # the records wait for the assignment (or their next owner)
             started = time.monotonic()
             # Expiry first, pausing between partitions; the capture below is one step.
             await run_async(self.engine.evict_steps())
@@ -245,13 +250,26 @@ class Flusher:
         for kind, n in outcome.overflow_labels.items():
             h.overflow.labels(kind).inc(n)
 
-    async def forget(self, partitions: set[int]) -> None:
-        """A rebalance took ``partitions`` away: their unflushed work belongs to the next owner."""
+    async def fence(self) -> None:
+        """A rebalance began (faust's ``on_partitions_revoked``, before this worker rejoins the
+        group): the write under way finishes first, and none starts until ``forget`` at the new
+        assignment, so no partition's old and new owner write its records at once."""
+        self.fenced = True
         async with self.lock:
+            pass
+
+    async def forget(self, partitions: set[int]) -> None:
+        """The new assignment: ``partitions`` (maybe none) were taken away, and their unflushed
+        work belongs to their next owner; writes resume for the rest."""
+        async with self.lock:
+            self.fenced = False
             for item in self._backlog:
                 item.without(partitions)
             self._acks = {p: o for p, o in self._acks.items() if p not in partitions}
             self._dead = [d for d in self._dead if d.partition not in partitions]
+            # Not yet counted either: the next owner dead-letters these records again.
+            self.outcome.rejected = [d for d in self.outcome.rejected
+                                     if d.partition not in partitions]
             self.acks.forget(partitions)
             for p in partitions:
                 self.engine.drop(p)

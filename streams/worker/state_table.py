@@ -44,7 +44,8 @@ class StateTable(faust.Table):
         self.health = health
         self.input_topic = input_topic
         self.input_partitions = input_partitions
-        # Called with the input partitions a rebalance took away, before faust's own handling.
+        # Called at every assignment with the input partitions it took away (maybe none),
+        # before faust's own handling.
         self.on_revoked: list[RevokedHook] = []
 
     async def on_rebalance(
@@ -53,9 +54,8 @@ class StateTable(faust.Table):
     ) -> None:
         self._check_partition_counts()
         lost = {tp.partition for tp in revoked if tp.topic == self.input_topic}
-        if lost:
-            for hook in self.on_revoked:
-                await hook(lost)
+        for hook in self.on_revoked:
+            await hook(lost)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:

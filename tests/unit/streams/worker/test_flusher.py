@@ -244,3 +244,43 @@ def test_marks_that_failed_are_written_again_without_the_dead_letters() -> None:
     dead = [r for e in world.log if e[0] == "send" for r in e[1] if r[0] == "dlq"]
     assert len(dead) == 1
     assert [e for e in world.log if e[0] == "ack"] == [("ack", 0, 2)]
+
+
+def test_a_rebalance_fences_writes_until_the_new_assignment() -> None:
+    """From revocation to assignment nothing is written (a revoked partition's next owner may
+    be writing its dead letters already), and a write under way finishes before the fence."""
+    world = World()
+    engine, flusher = build(world)
+    gate = asyncio.Event()
+    sent = world.send
+
+    async def slow_send(records: Sequence[OutRecord]) -> None:
+        await gate.wait()
+        await sent(records)
+
+    async def scenario() -> list[str]:
+        events = []
+        world.send = slow_send  # type: ignore[method-assign]
+        apply(engine, flusher, 0, [ev(1), b"{bad"])
+        apply(engine, flusher, 1, [ev(2), b"{bad"])
+        in_flight = asyncio.create_task(flusher.flush())
+        await asyncio.sleep(0.01)
+        fence = asyncio.create_task(flusher.fence())
+        await asyncio.sleep(0.01)
+        events.append(f"fence waits for the write: {not fence.done()}")
+        gate.set()
+        await in_flight
+        await fence
+        events.append(f"acks after the write: {len([e for e in world.log if e[0] == 'ack'])}")
+        apply(engine, flusher, 1, [ev(3), b"{worse"], start=2)
+        await flusher.flush()  # fenced: nothing
+        events.append(f"sends while fenced: {world.sends - 2}")
+        await flusher.forget({1})  # the assignment: partition 1 went elsewhere
+        await flusher.flush()
+        dead = [r for e in world.log if e[0] == "send" for r in e[1] if r[0] == "dlq"]
+        events.append(f"dead letters of 1 after the fence: {sum(r[3] == b'{worse' for r in dead)}")
+        return events
+
+    assert asyncio.run(scenario()) == [
+        "fence waits for the write: True", "acks after the write: 2", "sends while fenced: 0",
+        "dead letters of 1 after the fence: 0"]
