@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from xxhash import xxh3_64_intdigest
 
 from streams.core.sketches import Hll, Quantiles
 
@@ -318,18 +319,26 @@ class AccountCore:
 
 
 class PartitionMark:
-    """Stream time and the last offset whose effects are fully in the changelog."""
+    """Stream time, the last offset whose effects are fully in the changelog, and a fingerprint
+    of the input record at that offset (``record_fingerprint``; -1: unknown): what the mark
+    belongs to, since Kafka's metadata has no topic id for aiokafka to compare."""
 
-    __slots__ = ("flushed", "stream_time")
+    __slots__ = ("fingerprint", "flushed", "stream_time")
 
-    def __init__(self, stream_time: int = -1, flushed: int = -1) -> None:
+    def __init__(self, stream_time: int = -1, flushed: int = -1, fingerprint: int = -1) -> None:
         self.stream_time = stream_time
         self.flushed = flushed
+        self.fingerprint = fingerprint
 
     def encode(self) -> bytes:
-        return orjson.dumps([self.stream_time, self.flushed])
+        return orjson.dumps([self.stream_time, self.flushed, self.fingerprint])
 
     @classmethod
     def decode(cls, data: bytes) -> PartitionMark:
-        st, fl = orjson.loads(data)
-        return cls(st, fl)
+        fields = orjson.loads(data)  # two fields in marks written before fingerprints
+        return cls(*fields)
+
+
+def record_fingerprint(value: bytes | None) -> int:
+    """Identifies an input record among the records a recreated topic could hold there."""
+    return xxh3_64_intdigest(value or b"") >> 1  # non-negative, and never the -1 of "unknown"

@@ -118,7 +118,7 @@ class SnapshotEncoder:
         offsets: dict[int, int] = {}
         work: list[_Work] = []
         chunks: list[_NewChunk] = []
-        marked: list[tuple[PartitionState, int]] = []  # and the flushed offset before
+        marked: list[tuple[PartitionState, int, int]] = []  # and the mark's fields before
         unwritten: list[PartitionState] = []  # whose manifest this snapshot writes
         dead_keys: list[tuple[PartitionState, list[bytes], set[MarketSlot]]] = []
         for p, ps in partitions.items():
@@ -148,8 +148,9 @@ class SnapshotEncoder:
                 ps.manifest_dirty = False
                 unwritten.append(ps)
             if ps.last_offset > ps.mark.flushed:
-                marked.append((ps, ps.mark.flushed))
+                marked.append((ps, ps.mark.flushed, ps.mark.fingerprint))
                 ps.mark.flushed = ps.last_offset
+                ps.mark.fingerprint = ps.last_fingerprint
                 marks.append(StateRecord(p, mark_key(p), ps.mark.encode()))
                 offsets[p] = ps.last_offset
         try:
@@ -191,7 +192,7 @@ class SnapshotEncoder:
 
 
 def _give_back(
-    work: list[_Work], chunks: list[_NewChunk], marked: list[tuple[PartitionState, int]],
+    work: list[_Work], chunks: list[_NewChunk], marked: list[tuple[PartitionState, int, int]],
     dead_keys: list[tuple[PartitionState, list[bytes], set[MarketSlot]]],
 ) -> None:
     for item in work:
@@ -200,8 +201,8 @@ def _give_back(
     for ps, deleted, markets in dead_keys:
         ps.dirty_deleted[:0] = deleted
         ps.dirty_markets |= markets
-    for ps, flushed in marked:
-        ps.mark.flushed = flushed
+    for ps, flushed, fingerprint in marked:
+        ps.mark.flushed, ps.mark.fingerprint = flushed, fingerprint
     for chunk in chunks:
         ps = next(w.ps for w in work if w.partition == chunk.partition)
         ps.chunks.pop(chunk.seq, None)
@@ -236,5 +237,5 @@ def restore_partition(
         for platform, agg in b.platforms.items():
             if agg.counts[MENTIONS]:
                 ps.add_mentions(market_of(account), res, idx, platform, agg.counts[MENTIONS])
-    ps.last_offset = ps.mark.flushed
+    ps.last_offset, ps.last_fingerprint = ps.mark.flushed, ps.mark.fingerprint
     return ps

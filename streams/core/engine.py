@@ -29,7 +29,7 @@ from xxhash import xxh3_128_intdigest
 
 from schemas.events import Event, Rejected
 from schemas.validate import parse
-from streams.core.aggregates import AccountCore, Bucket
+from streams.core.aggregates import AccountCore, Bucket, record_fingerprint
 from streams.core.caps import LabelCaps
 from streams.core.changelog import Snapshot, SnapshotEncoder, restore_partition
 from streams.core.expiry import Expiry
@@ -178,6 +178,7 @@ class Engine:
         out.replayed += replayed
         if records and records[-1].offset > ps.last_offset:
             ps.last_offset = records[-1].offset
+            ps.last_fingerprint = record_fingerprint(records[-1].value)
 
     def ingest(
         self, p: int, offset: int, key: bytes | None, raw: bytes | None, wall: int, out: Outcome

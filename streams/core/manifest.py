@@ -74,29 +74,33 @@ class StateManifest:
 
 
 def check_offsets(
-    topic: str, partition: int, group: str, flushed: int, committed: int | None, end: int
+    topic: str, partition: int, group: str, flushed: int, committed: int | None, end: int,
+    stored: int = -1, found: int | None = None,
 ) -> None:
     """Raise ``StateMismatch`` unless a partition's state and its input fit together.
 
     ``flushed``: the last input offset the state covers (-1: no state); ``committed``: the
-    group's committed offset on the broker (None: none); ``end``: the input's log end offset.
-    Kafka's metadata carries no topic id for aiokafka to compare, so a recreated topic shows as
-    offsets that do not fit: an input that ends below what the state covers, or marks beside no
-    committed offset (Kafka drops a deleted topic's offsets); and an empty state beside committed
-    offsets is a changelog that was deleted (commits only ever follow the marks)."""
+    group's committed offset on the broker (None: none); ``end``: the input's log end offset;
+    ``stored``: the mark's fingerprint of the record at ``flushed`` (-1: unknown); ``found``: the
+    fingerprint of the record there now (None: not read, e.g. deleted by retention).
+
+    Kafka's metadata carries no topic id for aiokafka to compare, so a recreated input shows as an
+    input that ends below what the state covers, or as another record at the mark's offset; and
+    an empty state beside committed offsets is a deleted changelog (commits only follow marks).
+    Marks beside no committed offset are fine: a crash before the first commit, or expired group
+    offsets; the input is read again from its start and what the marks cover is skipped."""
     where = f"{topic}/{partition}"
+    fix = "start with a new SOCIALPULSE_APP_ID (it replays the input)"
     if flushed >= 0 and end < flushed + 1:
         raise StateMismatch(
             f"{where} ends at offset {end} but its state covers offsets up to {flushed}: the "
-            "input topic was recreated or truncated; start with a new SOCIALPULSE_APP_ID")
-    if flushed >= 0 and committed is None:
+            f"input topic was recreated or truncated; {fix}")
+    if flushed >= 0 and stored >= 0 and found is not None and found != stored:
         raise StateMismatch(
-            f"group {group} has no committed offset for {where} but its state covers offsets "
-            f"up to {flushed}: the input topic was recreated (use a new SOCIALPULSE_APP_ID), or "
-            f"the group's offsets expired (reset them to {flushed + 1}: kafka-consumer-groups "
-            "--reset-offsets --to-offset)")
+            f"the record at {where} offset {flushed} is not the one the state was built from: "
+            f"the input topic was recreated; {fix}")
     if flushed < 0 and committed is not None and committed > 0:
         raise StateMismatch(
             f"group {group} has committed {where} up to offset {committed} but there is no "
             "state for it: the state changelog was deleted, and lifetime KPIs would restart "
-            "from zero; restore it, or start with a new SOCIALPULSE_APP_ID")
+            "from zero; restore it, or " + fix)

@@ -26,7 +26,8 @@ class PartitionState:
 
     __slots__ = (
         "buckets", "chunk_seq", "chunks", "cores", "dedup", "dirty_buckets", "dirty_cores",
-        "dirty_deleted", "dirty_markets", "last_offset", "manifest", "manifest_dirty", "mark",
+        "dirty_deleted", "dirty_markets", "last_fingerprint", "last_offset", "manifest",
+        "manifest_dirty", "mark",
         "market_totals", "new_ids", "new_ids_ts", "rewound_to",
     )
 
@@ -52,6 +53,7 @@ class PartitionState:
         # of a market at each flush cost more than the events did).
         self.market_totals: dict[MarketSlot, dict[str, float]] = {}
         self.last_offset = -1
+        self.last_fingerprint = -1  # of the record at last_offset
         self.rewound_to: int | None = None
 
     def add_mentions(self, market: str, res: int, idx: int, platform: str, n: float) -> None:

@@ -67,6 +67,7 @@ state = StateTable(
     health=health,
     input_topic=interactions.get_topic_name(),
     input_partitions=settings.topic_partitions,
+    kafka_client_kwargs=settings.kafka_client_kwargs,
 )
 app.tables.add(state)
 flusher = Flusher(

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from streams.core.aggregates import record_fingerprint
 from streams.core.engine import Engine
 from streams.core.keys import partition_prefix
 from streams.core.manifest import StateMismatch, check_offsets
@@ -37,13 +40,16 @@ class StateTable(faust.Table):
 
     def __init__(
         self, *args: Any, engine: Engine, health: Health, input_topic: str,
-        input_partitions: int, **kwargs: Any,
+        input_partitions: int, kafka_client_kwargs: Callable[[], dict[str, Any]],
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.engine = engine
         self.health = health
         self.input_topic = input_topic
         self.input_partitions = input_partitions
+        # Connection arguments (settings.kafka_client_kwargs), for the recovery checks.
+        self.kafka_client_kwargs = kafka_client_kwargs
         # Called at every assignment with the input partitions it took away (maybe none),
         # before faust's own handling.
         self.on_revoked: list[RevokedHook] = []
@@ -82,20 +88,25 @@ class StateTable(faust.Table):
         if not isinstance(consumer, BatchConsumer):
             return
         tps = [TP(self.input_topic, p) for p in sorted(partitions)]
+        marks = {tp: self.engine.partitions[tp.partition].mark for tp in tps
+                 if tp.partition in self.engine.partitions}
         try:
             ends = await consumer.highwaters(*tps)
             committed = await consumer.broker_committed(*tps)
+            found = await _fingerprints_at(self.kafka_client_kwargs, {
+                tp.partition: m.flushed for tp, m in marks.items()
+                if m.flushed >= 0 and m.fingerprint >= 0 and ends.get(tp, 0) > m.flushed},
+                self.input_topic)
         except Exception as exc:  # broker away: the next assignment checks again
             log.warning("could not check the input offsets against the state: %s", exc)
             return
-        for tp in tps:
-            ps = self.engine.partitions.get(tp.partition)
+        for tp, mark in marks.items():
             end = ends.get(tp)
-            if ps is None or end is None:
+            if end is None:
                 continue
             try:
-                check_offsets(tp.topic, tp.partition, self.app.conf.id, ps.mark.flushed,
-                              committed.get(tp), end)
+                check_offsets(tp.topic, tp.partition, self.app.conf.id, mark.flushed,
+                              committed.get(tp), end, mark.fingerprint, found.get(tp.partition))
             except StateMismatch as exc:
                 _refuse(str(exc))
 
@@ -109,6 +120,35 @@ class StateTable(faust.Table):
                 _refuse(f"topic {topic} has {n} partitions but SOCIALPULSE_TOPIC_PARTITIONS="
                         f"{self.input_partitions} (the state's): restore the count, or replay "
                         "into a new SOCIALPULSE_APP_ID (README: growing the input topic)")
+
+
+async def _fingerprints_at(
+    kafka_client_kwargs: Callable[[], dict[str, Any]], offsets: dict[int, int], topic: str,
+    timeout_s: float = 15.0,
+) -> dict[int, int]:
+    """The fingerprint of the input record at ``offsets[p]`` for each partition ``p`` (absent:
+    not read in time, or no longer there)."""
+    if not offsets:
+        return {}
+    reader = AIOKafkaConsumer(**kafka_client_kwargs(), group_id=None, enable_auto_commit=False)
+    await reader.start()
+    try:
+        parts = {p: TopicPartition(topic, p) for p in offsets}
+        reader.assign(list(parts.values()))
+        for p, offset in offsets.items():
+            reader.seek(parts[p], offset)
+        out: dict[int, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(out) < len(offsets) and time.monotonic() < deadline:
+            batch = await reader.getmany(timeout_ms=1000, max_records=len(offsets))
+            for tp, records in batch.items():
+                for r in records:
+                    if r.offset == offsets[tp.partition]:
+                        out[tp.partition] = record_fingerprint(r.value)
+                reader.pause(tp)  # one record of each is all it takes
+        return out
+    finally:
+        await reader.stop()
 
 
 def _refuse(line: str) -> None:

@@ -26,22 +26,29 @@ def test_each_mismatch_names_its_setting(wanted: StateManifest, names: str) -> N
         StateManifest.of(W, "social.interactions", 6).check(wanted, 3)
 
 
-@pytest.mark.parametrize(("flushed", "committed", "end"), [
-    (-1, None, 0),      # a new deployment
-    (-1, None, 500),    # state not flushed yet, nothing committed
-    (-1, 0, 500),
-    (4999, 5000, 5000),  # caught up
-    (4999, 4000, 9000),  # committed behind the mark: a crash between mark and commit
+@pytest.mark.parametrize(("flushed", "committed", "end", "stored", "found"), [
+    (-1, None, 0, -1, None),      # a new deployment
+    (-1, None, 500, -1, None),    # state not flushed yet, nothing committed
+    (-1, 0, 500, -1, None),
+    (4999, 5000, 5000, 7, 7),     # caught up, the same record at the mark
+    (4999, 4000, 9000, 7, 7),     # committed behind the mark: a crash between mark and commit
+    (4999, None, 9000, 7, 7),     # no commit yet (a crash before the first), or expired offsets
+    (4999, 5000, 9000, 7, None),  # the record at the mark is gone (retention): not checkable
+    (4999, 5000, 9000, -1, 3),    # a mark written before fingerprints
 ])
-def test_offsets_that_fit(flushed: int, committed: int | None, end: int) -> None:
-    check_offsets("in", 0, "g", flushed, committed, end)
+def test_offsets_that_fit(
+    flushed: int, committed: int | None, end: int, stored: int, found: int | None
+) -> None:
+    check_offsets("in", 0, "g", flushed, committed, end, stored, found)
 
 
-@pytest.mark.parametrize(("flushed", "committed", "end", "says"), [
-    (4999, 12, 12, "recreated or truncated"),        # the input ends below the state
-    (4999, None, 9000, "no committed offset"),       # a deleted topic's offsets are gone
-    (-1, 5000, 5000, "the state changelog was deleted"),
+@pytest.mark.parametrize(("flushed", "committed", "end", "stored", "found", "says"), [
+    (4999, 12, 12, 7, None, "recreated or truncated"),  # the input ends below the state
+    (4999, None, 9000, 7, 8, "not the one the state was built from"),  # a recreated input
+    (-1, 5000, 5000, -1, None, "the state changelog was deleted"),
 ])
-def test_offsets_that_do_not_fit(flushed: int, committed: int | None, end: int, says: str) -> None:
+def test_offsets_that_do_not_fit(
+    flushed: int, committed: int | None, end: int, stored: int, found: int | None, says: str
+) -> None:
     with pytest.raises(StateMismatch, match=says):
-        check_offsets("in", 0, "g", flushed, committed, end)
+        check_offsets("in", 0, "g", flushed, committed, end, stored, found)

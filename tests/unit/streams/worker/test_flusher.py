@@ -131,10 +131,10 @@ def test_a_failed_write_acks_nothing_and_is_written_again_first(failing: int) ->
     marks = [orjson.loads(r[3]) for e in sends for r in e[1] if r[2] == b"0:m"]
     if failing == 0:
         assert acks == [("ack", 0, 3)]
-        assert [flushed for _stream_time, flushed in marks] == [2]
+        assert [flushed for _stream_time, flushed, *_fingerprint in marks] == [2]
     else:
         assert acks == [("ack", 0, 2), ("ack", 0, 3)]
-        assert [flushed for _stream_time, flushed in marks] == [1, 2]
+        assert [flushed for _stream_time, flushed, *_fingerprint in marks] == [1, 2]
     # Each ack comes after the marks that vouch for it.
     last_mark = max(i for i, e in enumerate(world.log) if e[0] == "send" and "mark" in kinds(e))
     assert world.log.index(("ack", 0, 3)) > last_mark
