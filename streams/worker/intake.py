@@ -56,10 +56,6 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = self._ensure_consumer()
         return dict(await consumer.end_offsets(partitions))
 
-    async def _committed(self, partitions: list[TP]) -> Mapping[TP, int | None]:
-        consumer = self._ensure_consumer()
-        return {tp: await consumer.committed(tp) for tp in partitions}
-
 
 class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, with whole-batch delivery for the topics of batch agents."""
@@ -89,13 +85,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
         tp = TopicPartition(topic, partition)
         if next_offset > self._acked_through.get(tp, -1):
             self._acked_through[tp] = next_offset
-
-    async def broker_committed(self, *partitions: TP) -> Mapping[TP, int | None]:
-        """The group's committed offsets as the broker has them now (None: none)."""
-        thread: Any = self._thread
-        committed: Mapping[TP, int | None] = await thread.call_thread(
-            thread._committed, list(partitions))
-        return committed
 
     def forget_acks(self, topic: str, partitions: set[int]) -> None:
         """Partitions revoked: their next owner commits them."""

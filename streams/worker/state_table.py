@@ -9,14 +9,16 @@ the engine's partitions once recovered and to drop the revoked ones.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
 from streams.core.aggregates import record_fingerprint
@@ -25,7 +27,6 @@ from streams.core.keys import partition_prefix
 from streams.core.manifest import StateMismatch, check_offsets
 from streams.export.health import Health
 from streams.settings import EXIT_BAD_SETTINGS
-from streams.worker.intake import BatchConsumer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 CHANGELOG_MAX_BYTES = 8 * 1024 * 1024
 
 RevokedHook = Callable[[set[int]], Awaitable[None]]
+# The recovery checks of the input's offsets give up after this (and the worker goes on).
+CHECK_TIMEOUT_S = 20.0
 
 
 class StateTable(faust.Table):
@@ -83,30 +86,28 @@ class StateTable(faust.Table):
 
 
     async def _check_offsets(self, partitions: set[int]) -> None:
-        """Each recovered partition's state fits its input and the group's committed offset."""
-        consumer = self.app.consumer
-        if not isinstance(consumer, BatchConsumer):
-            return
-        tps = [TP(self.input_topic, p) for p in sorted(partitions)]
-        marks = {tp: self.engine.partitions[tp.partition].mark for tp in tps
-                 if tp.partition in self.engine.partitions}
+        """Each recovered partition's state fits its input and the group's committed offset.
+
+        Asked with clients of its own, not the worker's consumer: that one is in the middle of
+        the rebalance, and its thread does not answer a committed-offsets request before it
+        ends (the worker hung there)."""
+        marks = {p: self.engine.partitions[p].mark for p in sorted(partitions)
+                 if p in self.engine.partitions}
         try:
-            ends = await consumer.highwaters(*tps)
-            committed = await consumer.broker_committed(*tps)
-            found = await _fingerprints_at(self.kafka_client_kwargs, {
-                tp.partition: m.flushed for tp, m in marks.items()
-                if m.flushed >= 0 and m.fingerprint >= 0 and ends.get(tp, 0) > m.flushed},
-                self.input_topic)
-        except Exception as exc:  # broker away: the next assignment checks again
-            log.warning("could not check the input offsets against the state: %s", exc)
+            facts = await asyncio.wait_for(
+                _input_facts(self.kafka_client_kwargs, self.app.conf.id, self.input_topic,
+                             {p: (m.flushed, m.fingerprint) for p, m in marks.items()}),
+                CHECK_TIMEOUT_S)
+        except Exception as exc:  # broker away or slow: the next assignment checks again
+            log.warning("could not check the input offsets against the state: %r", exc)
             return
-        for tp, mark in marks.items():
-            end = ends.get(tp)
+        for p, mark in marks.items():
+            end = facts.ends.get(p)
             if end is None:
                 continue
             try:
-                check_offsets(tp.topic, tp.partition, self.app.conf.id, mark.flushed,
-                              committed.get(tp), end, mark.fingerprint, found.get(tp.partition))
+                check_offsets(self.input_topic, p, self.app.conf.id, mark.flushed,
+                              facts.committed.get(p), end, mark.fingerprint, facts.found.get(p))
             except StateMismatch as exc:
                 _refuse(str(exc))
 
@@ -122,33 +123,52 @@ class StateTable(faust.Table):
                         "into a new SOCIALPULSE_APP_ID (README: growing the input topic)")
 
 
-async def _fingerprints_at(
-    kafka_client_kwargs: Callable[[], dict[str, Any]], offsets: dict[int, int], topic: str,
-    timeout_s: float = 15.0,
-) -> dict[int, int]:
-    """The fingerprint of the input record at ``offsets[p]`` for each partition ``p`` (absent:
-    not read in time, or no longer there)."""
-    if not offsets:
-        return {}
+@dataclass
+class _InputFacts:
+    ends: dict[int, int]  # log end offset per partition
+    committed: dict[int, int]  # the group's committed offset (absent: none)
+    found: dict[int, int]  # fingerprint of the record now at each mark's offset (absent: gone)
+
+
+async def _input_facts(
+    kafka_client_kwargs: Callable[[], dict[str, Any]], group: str, topic: str,
+    marks: dict[int, tuple[int, int]],
+) -> _InputFacts:
+    """What the input and the group hold now for the partitions of ``marks`` (partition ->
+    (flushed offset, fingerprint))."""
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs())
+    await admin.start()
+    try:
+        answer = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    committed = {tp.partition: meta.offset for tp, meta in answer.items()
+                 if tp.topic == topic and meta.offset >= 0}
     reader = AIOKafkaConsumer(**kafka_client_kwargs(), group_id=None, enable_auto_commit=False)
     await reader.start()
     try:
-        parts = {p: TopicPartition(topic, p) for p in offsets}
-        reader.assign(list(parts.values()))
-        for p, offset in offsets.items():
-            reader.seek(parts[p], offset)
-        out: dict[int, int] = {}
-        deadline = time.monotonic() + timeout_s
-        while len(out) < len(offsets) and time.monotonic() < deadline:
-            batch = await reader.getmany(timeout_ms=1000, max_records=len(offsets))
-            for tp, records in batch.items():
-                for r in records:
-                    if r.offset == offsets[tp.partition]:
-                        out[tp.partition] = record_fingerprint(r.value)
-                reader.pause(tp)  # one record of each is all it takes
-        return out
+        parts = {p: TopicPartition(topic, p) for p in marks}
+        ends = {tp.partition: off for tp, off in (await reader.end_offsets(list(parts.values()))
+                                                  ).items()}
+        wanted = {p: flushed for p, (flushed, fingerprint) in marks.items()
+                  if flushed >= 0 and fingerprint >= 0 and ends.get(p, 0) > flushed}
+        found: dict[int, int] = {}
+        if wanted:
+            reader.assign([parts[p] for p in wanted])
+            for p, offset in wanted.items():
+                reader.seek(parts[p], offset)
+            while len(found) < len(wanted):
+                batch = await reader.getmany(timeout_ms=1000, max_records=len(wanted))
+                for tp, records in batch.items():
+                    for r in records:
+                        if r.offset == wanted[tp.partition]:
+                            found[tp.partition] = record_fingerprint(r.value)
+                    reader.pause(tp)  # one record of each is all it takes
+                if not batch and all(parts[p] in reader.paused() for p in wanted):
+                    break
     finally:
         await reader.stop()
+    return _InputFacts(ends, committed, found)
 
 
 def _refuse(line: str) -> None:

@@ -107,5 +107,6 @@ def test_a_stalled_worker_says_so_then_exits_for_its_supervisor(
     workers.append(w2)
     w2.wait_ready()
     _check(w2, worker_env, kafka, produced, one_process=False)
-    assert _ready(w2)[0] == 200
+    status, body = _ready(w2)
+    assert status == 200, f"{body}\n{w2.tail()}"
     assert _scrape(w2)[1]["socialpulse_stalled_seconds"] == 0

@@ -40,18 +40,25 @@ def _refusal(w: WorkerProc) -> list[str]:
             if "refusing to run" in line or line.startswith("socialpulse: ")]
 
 
-def test_state_built_with_other_windows_refuses_to_start(
-    kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path,
-    figure: Figure,
-) -> None:
-    now = int(time.time() * 1000)
-    records = eventset.spread(300, span_s=300, end_ms=now - 60_000)
-    _produce(worker_env, records)
-    first = new_worker(worker_env, tmp_path, "built").start()
+def _build_state(
+    env: dict[str, str], workers: list[WorkerProc], tmp_path: Path
+) -> list[eventset.TestRecord]:
+    """300 records produced, applied and flushed by a worker that then stops cleanly."""
+    records = eventset.spread(300, span_s=300, end_ms=int(time.time() * 1000) - 60_000)
+    _produce(env, records)
+    first = new_worker(env, tmp_path, "built").start()
     workers.append(first)
     first.wait_ready(timeout=300)
     _wait_caught_up(first, len(records), timeout=120)
     first.kill(signal.SIGTERM)
+    return records
+
+
+def test_state_built_with_other_windows_refuses_to_start(
+    kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path,
+    figure: Figure,
+) -> None:
+    records = _build_state(worker_env, workers, tmp_path)
 
     changed = new_worker(worker_env, tmp_path, "changed",
                          SOCIALPULSE_WINDOWS="1m,5m",
@@ -128,13 +135,7 @@ def test_a_recreated_topic_under_existing_state_refuses_to_start(
     replays; a changelog deleted beside committed offsets would restart lifetime KPIs at 0."""
     s = _settings(worker_env)
     now = int(time.time() * 1000)
-    records = eventset.spread(300, span_s=300, end_ms=now - 60_000)
-    _produce(worker_env, records)
-    first = new_worker(worker_env, tmp_path, "first").start()
-    workers.append(first)
-    first.wait_ready(timeout=300)
-    _wait_caught_up(first, len(records), timeout=120)
-    first.kill(signal.SIGTERM)
+    records = _build_state(worker_env, workers, tmp_path)
     if recreated == "input":
         asyncio.run(_delete(kafka.bootstrap, [s.input_topic]))
         # As many records as before, other ones: only the record at each mark tells.
