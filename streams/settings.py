@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     web_header_timeout_seconds: float = Field(default=10.0, gt=0)
     web_idle_timeout_seconds: float = Field(default=30.0, gt=0)
     web_max_connections: int = Field(default=64, ge=1)
-    # GET /kpis: an account's answer is reused for this long, and computed at most this many at
-    # a time (more waiting than 4 x that are answered 503).
+    # GET /kpis: an account's answer is reused while nothing new was applied, for at most this
+    # long; at most this many computes at a time (more waiting than 4 x that are answered 503).
     kpis_cache_seconds: float = Field(default=1.0, ge=0)
     kpis_max_concurrent: int = Field(default=2, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"

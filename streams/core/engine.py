@@ -85,6 +85,7 @@ class Engine:
         self.manifest = StateManifest.of(self.windows, settings.input_topic,
                                          settings.topic_partitions)
         self.wall_high = -1  # the highest wall-clock reading ingest was given
+        self.batches = 0  # fetched batches ingested: readers tell fresh answers from stale ones
         self._bucket_rules: dict[str, BucketRule] = BUCKET_RULES
 
     # --- clocks -------------------------------------------------------------------------------
@@ -151,6 +152,7 @@ class Engine:
     ) -> None:
         """Apply one partition's fetched batch, in offset order (the worker's hot path)."""
         ps = self.partitions.get(p) or self.partition(p)
+        self.batches += 1
         flushed = ps.mark.flushed
         max_bytes, future_ms = self.max_record_bytes, self.future_ms
         # "In the future" is measured from the later of the wall clock and the newest event time

@@ -161,20 +161,24 @@ class GuardedWeb(Web):
 
 
 class KpisCache(Generic[T]):
-    """``GET /kpis`` answers per account, reused for ``ttl_s``; at most ``concurrent`` computes
-    at a time and no more than four times that many waiting (``get`` returns None: too busy), so
-    a client asking in a loop costs one compute per account and second, not one per request."""
+    """``GET /kpis`` answers per account: reused while ``version()`` (what the worker applied)
+    has not moved, for at most ``ttl_s``; requests for an account being computed share that
+    compute; at most ``concurrent`` computes at a time and no more than four times that many
+    waiting (``get`` returns None: too busy). A client asking in a loop costs one compute per
+    account and change, never one per request, and an answer is never older than the data."""
 
     def __init__(
-        self, compute: Callable[[str], Awaitable[tuple[int, T]]], ttl_s: float, concurrent: int
+        self, compute: Callable[[str], Awaitable[tuple[int, T]]], ttl_s: float, concurrent: int,
+        version: Callable[[], int] = lambda: 0,
     ) -> None:
         self.compute = compute
+        self.version = version
         self.ttl_s = ttl_s
         self.slots = asyncio.Semaphore(concurrent)
         self.max_waiting = 4 * concurrent
         self.waiting = 0
         self.computed = 0
-        self.answers: dict[str, tuple[float, tuple[int, T]]] = {}
+        self.answers: dict[str, tuple[float, int, tuple[int, T]]] = {}
         self.inflight: dict[str, asyncio.Future[tuple[int, T]]] = {}
 
     async def get(self, account: str) -> tuple[int, T] | None:
@@ -191,11 +195,12 @@ class KpisCache(Generic[T]):
         self.inflight[account] = future
         try:
             async with self.slots:
+                version = self.version()
                 answer = await self.compute(account)
             self.computed += 1
             now = time.monotonic()
             self.answers = {a: v for a, v in self.answers.items() if now - v[0] < self.ttl_s}
-            self.answers[account] = (now, answer)
+            self.answers[account] = (now, version, answer)
             future.set_result(answer)
             return answer
         except asyncio.CancelledError:
@@ -211,6 +216,7 @@ class KpisCache(Generic[T]):
 
     def _fresh(self, account: str) -> tuple[int, T] | None:
         found = self.answers.get(account)
-        if found is None or time.monotonic() - found[0] >= self.ttl_s:
+        if (found is None or time.monotonic() - found[0] >= self.ttl_s
+                or found[1] != self.version()):
             return None
-        return found[1]
+        return found[2]

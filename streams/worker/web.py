@@ -176,7 +176,8 @@ async def _compute_account(account: str) -> tuple[int, SeriesMap]:
 
 
 _kpis_cache: KpisCache[SeriesMap] = KpisCache(
-    _compute_account, settings.kpis_cache_seconds, settings.kpis_max_concurrent)
+    _compute_account, settings.kpis_cache_seconds, settings.kpis_max_concurrent,
+    version=lambda: engine.batches)
 
 
 def _owner_url(account: str) -> str | None:

@@ -48,3 +48,20 @@ def test_the_redirect_keeps_the_query_percent_encoded() -> None:
     target = redirect_target("http://w2:6066/", "account=acme%0d%0aX-Evil:%201&window=5m")
     assert target == "http://w2:6066/kpis?account=acme%0d%0aX-Evil:%201&window=5m"
     assert "\r" not in target and "\n" not in target
+
+
+def test_an_answer_is_never_older_than_the_data() -> None:
+    version = [0]
+
+    async def compute(account: str) -> tuple[int, int]:
+        return version[0], version[0]
+
+    async def scenario() -> list[tuple[int, int] | None]:
+        cache: KpisCache[int] = KpisCache(compute, ttl_s=60, concurrent=1,
+                                          version=lambda: version[0])
+        first = await cache.get("acme")
+        again = await cache.get("acme")  # nothing applied since: the same answer
+        version[0] = 1  # a batch applied
+        return [first, again, await cache.get("acme")]
+
+    assert asyncio.run(scenario()) == [(0, 0), (0, 0), (1, 1)]
