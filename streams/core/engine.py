@@ -89,9 +89,6 @@ class Engine:
         self._bucket_rules: dict[str, BucketRule] = BUCKET_RULES
 
     # --- clocks -------------------------------------------------------------------------------
-    def partition_clock(self, ps: PartitionState) -> int:
-        return ps.mark.stream_time if self.event_clock else self.now_ms()
-
     def expiry_clock(self, ps: PartitionState) -> int:
         """Where a partition's expiry may cut: its clock, but never past the newest event time
         it applied. A wall clock that jumps ahead (an NTP step, a VM resumed) must not delete

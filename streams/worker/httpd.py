@@ -41,8 +41,6 @@ class _Guard:
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self.open = 0
-        self.refused = 0
-        self.timed_out = 0
 
 
 class _GuardedProtocol(asyncio.Protocol):
@@ -60,7 +58,6 @@ class _GuardedProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         if self.guard.open >= self.guard.limits.max_connections:
-            self.guard.refused += 1
             transport.close()
             return
         self.guard.open += 1
@@ -74,7 +71,6 @@ class _GuardedProtocol(asyncio.Protocol):
 
     def _expire(self) -> None:
         self.deadline = None
-        self.guard.timed_out += 1
         if self.transport is not None:
             self.transport.close()
 
@@ -177,7 +173,6 @@ class KpisCache(Generic[T]):
         self.slots = asyncio.Semaphore(concurrent)
         self.max_waiting = 4 * concurrent
         self.waiting = 0
-        self.computed = 0
         self.answers: dict[str, tuple[float, int, tuple[int, T]]] = {}
         self.inflight: dict[str, asyncio.Future[tuple[int, T]]] = {}
 
@@ -197,7 +192,6 @@ class KpisCache(Generic[T]):
             async with self.slots:
                 version = self.version()
                 answer = await self.compute(account)
-            self.computed += 1
             now = time.monotonic()
             self.answers = {a: v for a, v in self.answers.items() if now - v[0] < self.ttl_s}
             self.answers[account] = (now, version, answer)

@@ -70,7 +70,7 @@ def _highwaters() -> dict[int, int | None]:
     return out
 
 
-def _committed_lag() -> int | None:
+def _committed_lag(highwaters: dict[int, int | None]) -> int | None:
     """Records of the owned input partitions above the offsets the broker confirmed as
     committed; None before the consumer knows its highwaters."""
     consumer = app.consumer
@@ -78,7 +78,7 @@ def _committed_lag() -> int | None:
         return None
     lag = 0
     topic = interactions.get_topic_name()
-    for p, hw in _highwaters().items():
+    for p, hw in highwaters.items():
         if hw is None:
             return None
         committed = consumer.confirmed_commits.get(TP(topic, p))
@@ -106,16 +106,17 @@ async def metrics(view: web.View, request: web.Request) -> web.Response:
 @app.page("/status")
 async def status(view: web.View, request: web.Request) -> web.Response:
     """Cheap liveness and progress for probes and scripts: no KPI is computed."""
+    highwaters = _highwaters()
     return view.json({
         "partitions": sorted(engine.partitions),
         "accounts": len(engine.accounts()),
         "records_consumed": flusher.records_total + flusher.outcome.records,
-        "consumer_lag_records": consumer_lag(engine, _highwaters()),
+        "consumer_lag_records": consumer_lag(engine, highwaters),
         # Applied but not yet acked (the flush backlog included), and what the broker confirmed
         # as committed: a worker whose writes fail shows it here, not only in its logs.
         "unflushed_records": flusher.pending,
         "flush_backlog": flusher.backlog,
-        "committed_lag_records": _committed_lag(),
+        "committed_lag_records": _committed_lag(highwaters),
         "newest_event_ms": engine.newest_event_ms(),
         "flushes": flusher.flushes_total,
         # Where windows end now, and where those of the last /metrics compute ended.
