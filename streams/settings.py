@@ -155,6 +155,12 @@ class Settings(BaseSettings):
         return f"{self.app_id}-{STATE_TABLE}-changelog"
 
     @property
+    def repartition_topic(self) -> str:
+        """Where a record read outside its account's home partition goes (SPEC §1): keyed by
+        the account, co-partitioned with the input (as faust's ``group_by`` names them)."""
+        return f"{self.app_id}-interactions-repartition"
+
+    @property
     def market_topic(self) -> str:
         """Compacted topic of per-partition mention totals by market (share of voice)."""
         return f"{self.app_id}-market-mentions"

@@ -10,9 +10,11 @@ The worker keeps three kinds of records per input partition, each one table key:
   counters (answered, resolved, response times) that a reply adds to the buckets of *its* time.
 * ``PartitionMark`` (partition): the partition's stream time and the last offset fully flushed.
 
-Every record carries ``applied``: the offset of the last input record it includes. That is what
-makes a re-delivered record (after a crash, before its offset was committed) a no-op for the
-records that already hold it, and a normal update for those that do not.
+Every record carries ``applied``: the offset of the last input record it includes, and
+``applied_rekeyed`` the same for the partition's records of the repartition topic (its second
+source: records whose key was not their account, ``streams.core.engine``). That is what makes a
+re-delivered record (after a crash, before its offset was committed) a no-op for the records that
+already hold it, and a normal update for those that do not.
 """
 
 from __future__ import annotations
@@ -133,12 +135,13 @@ class CampaignAgg:
 class Bucket:
     """One (account, resolution, bucket index) record."""
 
-    __slots__ = ("applied", "campaigns", "platforms")
+    __slots__ = ("applied", "applied_rekeyed", "campaigns", "platforms")
 
     def __init__(self) -> None:
         self.platforms: dict[str, PlatformAgg] = {}
         self.campaigns: dict[str, CampaignAgg] = {}
         self.applied = -1
+        self.applied_rekeyed = -1
 
     def platform(self, name: str) -> PlatformAgg:
         agg = self.platforms.get(name)
@@ -156,6 +159,7 @@ class Bucket:
         return orjson.dumps(
             {
                 "a": self.applied,
+                "r": self.applied_rekeyed,
                 "p": {k: v.to_obj() for k, v in self.platforms.items()},
                 "c": {k: [v.counts, v.revenue, v.spend] for k, v in self.campaigns.items()},
             }
@@ -166,6 +170,7 @@ class Bucket:
         obj = orjson.loads(data)
         b = cls()
         b.applied = obj["a"]
+        b.applied_rekeyed = obj.get("r", -1)
         b.platforms = {k: PlatformAgg.from_obj(v) for k, v in obj["p"].items()}
         for k, v in obj["c"].items():
             ca = CampaignAgg()
@@ -191,27 +196,42 @@ class Message:
 
 
 class Followers:
-    """Last authoritative count plus the follows and unfollows that came after it (event time)."""
+    """Last authoritative count plus the follows and unfollows that came after it (event time).
 
-    __slots__ = ("deltas", "snap_count", "snap_ts")
+    Without a snapshot the count is unknown (``value`` is None): a net of follows is no count.
+    Deltas older than the retention horizon can never be superseded by a snapshot (an event that
+    old is late), so ``prune`` folds them into ``folded``."""
+
+    __slots__ = ("deltas", "folded", "snap_count", "snap_ts")
 
     def __init__(self) -> None:
         self.snap_ts = -1
         self.snap_count = 0
         # event ts (ms) -> net follows at that instant, only for ts after the snapshot
         self.deltas: dict[int, int] = {}
+        self.folded = 0  # net follows after the snapshot, older than the retention horizon
 
     def snapshot(self, ts: int, count: int) -> None:
         if ts >= self.snap_ts:
             self.snap_ts, self.snap_count = ts, count
             self.deltas = {t: d for t, d in self.deltas.items() if t > ts}
+            self.folded = 0
 
     def change(self, ts: int, delta: int) -> None:
         if ts > self.snap_ts:
             self.deltas[ts] = self.deltas.get(ts, 0) + delta
 
-    def value(self) -> int:
-        return self.snap_count + sum(self.deltas.values())
+    def prune(self, horizon: int) -> bool:
+        """Fold the deltas older than ``horizon``; True when anything changed."""
+        old = [t for t in self.deltas if t < horizon]
+        for t in old:
+            self.folded += self.deltas.pop(t)
+        return bool(old)
+
+    def value(self) -> int | None:
+        if self.snap_ts < 0:
+            return None
+        return self.snap_count + self.folded + sum(self.deltas.values())
 
 
 class CareSlot:
@@ -236,16 +256,28 @@ class CareSlot:
         return cls(obj[0], obj[1], Quantiles.from_obj(obj[2]) if obj[2] else None)
 
 
+# An account core's label decision (``AccountCore.label``).
+UNDECIDED, ADMITTED, OVERFLOW = 0, 1, 2
+
+
 class AccountCore:
     """The per-account record of state that is not a plain function of one bucket's events."""
 
     __slots__ = (
-        "applied", "campaigns", "care", "clv", "currencies", "followers", "goals", "messages",
-        "orphans", "pending", "platforms",
+        "applied", "applied_rekeyed", "campaigns", "care", "clv", "currencies", "followers",
+        "goals", "label", "messages", "orphans", "pending", "platforms", "seen_bucket",
     )
 
     def __init__(self) -> None:
         self.applied = -1
+        self.applied_rekeyed = -1
+        # The account's label decision in its partition (``streams.core.caps``): ADMITTED (its
+        # own label), OVERFLOW (counted under "_other") or UNDECIDED (new, or quiet for the
+        # retention horizon: nothing of it is in any window, only its lifetime state is kept).
+        self.label = UNDECIDED
+        # The newest bucket (of the largest window) with an event of the account: when the
+        # decision lapses (a bucket, not a time, so that the core is not rewritten per event).
+        self.seen_bucket = -1
         self.followers: dict[str, Followers] = {}
         # platform -> currency -> [revenue, customers HLL]
         self.clv: dict[str, dict[str, list[Any]]] = {}
@@ -276,7 +308,10 @@ class AccountCore:
         return orjson.dumps(
             {
                 "a": self.applied,
-                "f": {p: [f.snap_ts, f.snap_count, list(f.deltas.items())]
+                "r": self.applied_rekeyed,
+                "l": self.label,
+                "t": self.seen_bucket,
+                "f": {p: [f.snap_ts, f.snap_count, list(f.deltas.items()), f.folded]
                       for p, f in self.followers.items()},
                 "v": {p: {cur: [rv[0], rv[1].to_b64()] for cur, rv in per.items()}
                       for p, per in self.clv.items()},
@@ -297,9 +332,15 @@ class AccountCore:
         obj = orjson.loads(data)
         c = cls()
         c.applied = obj["a"]
-        for p, (ts, count, deltas) in obj["f"].items():
+        # .get: records written before the repartition topic and per-partition admission; such
+        # a core was admitted (the old caps kept an account's slot for good)
+        c.applied_rekeyed = obj.get("r", -1)
+        c.label = obj.get("l", ADMITTED)
+        c.seen_bucket = obj.get("t", -1)
+        for p, (ts, count, deltas, *folded) in obj["f"].items():
             f = Followers()
             f.snap_ts, f.snap_count, f.deltas = ts, count, {int(t): d for t, d in deltas}
+            f.folded = folded[0] if folded else 0
             c.followers[p] = f
         c.clv = {p: {cur: [rv[0], Hll.from_b64(rv[1])] for cur, rv in per.items()}
                  for p, per in obj["v"].items()}
@@ -323,19 +364,26 @@ class PartitionMark:
     of the input record at that offset (``record_fingerprint``; -1: unknown): what the mark
     belongs to, since Kafka's metadata has no topic id for aiokafka to compare."""
 
-    __slots__ = ("fingerprint", "flushed", "stream_time")
+    __slots__ = ("fingerprint", "flushed", "flushed_rekeyed", "stream_time")
 
-    def __init__(self, stream_time: int = -1, flushed: int = -1, fingerprint: int = -1) -> None:
+    def __init__(
+        self, stream_time: int = -1, flushed: int = -1, fingerprint: int = -1,
+        flushed_rekeyed: int = -1,
+    ) -> None:
         self.stream_time = stream_time
         self.flushed = flushed
         self.fingerprint = fingerprint
+        # The same as ``flushed``, for the partition's records of the repartition topic.
+        self.flushed_rekeyed = flushed_rekeyed
 
     def encode(self) -> bytes:
-        return orjson.dumps([self.stream_time, self.flushed, self.fingerprint])
+        return orjson.dumps(
+            [self.stream_time, self.flushed, self.fingerprint, self.flushed_rekeyed])
 
     @classmethod
     def decode(cls, data: bytes) -> PartitionMark:
-        fields = orjson.loads(data)  # two fields in marks written before fingerprints
+        # two fields in marks written before fingerprints, three before the repartition topic
+        fields = orjson.loads(data)
         return cls(*fields)
 
 

@@ -1,50 +1,116 @@
-"""Label caps (SPEC §4): how many accounts a worker exports, and per account how many campaigns,
-platforms, goals and currencies; an event over a cap counts under ``_other``.
+"""Label caps (SPEC §4): how many accounts a deployment exports, and per account how many
+campaigns, platforms, goals and currencies; an event over a cap counts under ``_other``.
 
-Admission only ever grows a set that is persisted with the account's core, so a replay after a
-crash decides the same way as the first pass.
+The account cap bounds the deployment, not a worker: each input partition holds a fixed share of
+``max_accounts`` slots (``account_share``), so any number of workers, owning any partitions,
+export at most the cap between them. The decision is taken once per account and partition, from
+that partition's state alone, and stored in the account's core (``AccountCore.label``), so a
+replay after a crash or a takeover decides the same way as the first pass. A decision lapses once
+the account has had no event for the retention horizon: nothing of it is left in any window then
+(its lifetime state stays in its core), and its slot goes to the next account that needs one.
+
+The per-account sets only ever grow and are persisted with the core, for the same reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from schemas.events import Event
-from streams.core.aggregates import AccountCore
-from streams.core.labels import OTHER_ACCOUNT, OTHER_CAMPAIGN, OTHER_LABEL
+from streams.core.aggregates import ADMITTED, OVERFLOW, UNDECIDED, AccountCore
+from streams.core.labels import OTHER_ACCOUNT, OTHER_CAMPAIGN, OTHER_LABEL, other_of_market
 from streams.core.outcome import Outcome
 from streams.core.partition import PartitionState
 from streams.settings import Settings
 
 
-class LabelCaps:
-    """Admits an event's account and label values, or relabels them ``_other``."""
+def account_share(max_accounts: int, partitions: int, p: int) -> int:
+    """The account slots of partition ``p``: ``max_accounts`` split as evenly as it goes."""
+    base, extra = divmod(max_accounts, partitions)
+    return base + (1 if p < extra else 0)
 
-    def __init__(self, settings: Settings, partitions: Mapping[int, PartitionState]) -> None:
-        self.partitions = partitions
+
+class LabelCaps:
+    """Decides an event's account label and relabels what is over a per-account cap."""
+
+    def __init__(self, settings: Settings, decision_ms: int, retention_ms: int) -> None:
+        self.settings = settings
         self.max_accounts = settings.max_accounts
+        self.partitions = settings.topic_partitions
         self.max_campaigns = settings.max_campaigns_per_account
         self.max_platforms = settings.max_platforms_per_account
         self.max_goals = settings.max_goals_per_account
         self.max_currencies = settings.max_currencies_per_account
+        # A decision is remembered per bucket of this length (the largest window's), and lapses
+        # once that bucket is older than the retention horizon.
+        self.decision_ms = decision_ms
+        self.retention_ms = retention_ms
 
-    def admit(
-        self, ps: PartitionState, ev: Event, offset: int, out: Outcome
-    ) -> AccountCore:
-        """The core of ``ev``'s account (created if new), after relabelling what is over a cap.
+    def lapses_at(self, core: AccountCore) -> int:
+        """The clock at which the account's decision is older than the retention horizon."""
+        return (core.seen_bucket + 1) * self.decision_ms + self.retention_ms
 
-        ``offset`` is the event's record: only a record the core has not applied yet may grow an
-        admitted set (a replayed one decides from what is already there)."""
-        account = ev.account
-        if account not in ps.cores and not self._admit_account(account):
+    def lapsed(self, core: AccountCore, clock: int) -> bool:
+        return self.lapses_at(core) <= clock
+
+    def release(self, ps: PartitionState, account: str, core: AccountCore) -> None:
+        ps.admitted.discard(account)
+        core.label = UNDECIDED
+
+    def decide(self, ps: PartitionState, p: int, account: str, core: AccountCore,
+               clock: int) -> None:
+        """Give an undecided account a slot if partition ``p`` has one free at ``clock``."""
+        share = account_share(self.max_accounts, self.partitions, p)
+        if len(ps.admitted) >= share and clock >= ps.next_lapse:
+            # Slots whose accounts went quiet are given back before anyone is refused.
+            soonest = None
+            for name in list(ps.admitted):
+                other = ps.cores[name]
+                at = self.lapses_at(other)
+                if at <= clock:
+                    self.release(ps, name, other)
+                    ps.dirty_cores.add(name)
+                elif soonest is None or at < soonest:
+                    soonest = at
+            ps.next_lapse = soonest if soonest is not None else -1
+        if len(ps.admitted) < share:
+            core.label = ADMITTED
+            ps.admitted.add(account)
+            at = self.lapses_at(core)
+            if ps.next_lapse < 0 or at < ps.next_lapse:
+                ps.next_lapse = at
+        else:
+            core.label = OVERFLOW
+        ps.dirty_cores.add(account)
+
+    def relabel(
+        self, ps: PartitionState, core: AccountCore, ev: Event, offset: int, rekeyed: bool,
+        out: Outcome,
+    ) -> str:
+        """The internal account the event's buckets are under (its own, or its market's
+        ``_other``), after relabelling the values over a per-account cap.
+
+        An admitted account's values are admitted in its own core; those of the overflowed
+        accounts of a partition in one shared core (``_other``'s, which holds nothing else), so
+        that ``_other`` stays within the caps however many accounts it stands for. Only a
+        record the admitting core has not applied yet may grow its sets (a replayed one decides
+        from what is already there)."""
+        account = label = ev.account
+        if core.label == OVERFLOW:
             out.overflow_accounts += 1
-            ev.account = account = OTHER_ACCOUNT
+            label = other_of_market(self.settings.market_of(account))
+            ps.others.add(label)
             ev.campaign = None
-        core = ps.cores.get(account)
-        if core is None:
-            core = ps.cores[account] = AccountCore()
-            ps.dirty_cores.add(account)  # the account's admission must survive a restart
-        fresh = offset > core.applied
+            account = OTHER_ACCOUNT
+            holder = ps.cores.get(account)
+            if holder is None:
+                holder = ps.cores[account] = AccountCore()
+            core = holder
+        fresh = offset > (core.applied_rekeyed if rekeyed else core.applied)
+        if fresh and account == OTHER_ACCOUNT:
+            if rekeyed:
+                core.applied_rekeyed = offset
+            else:
+                core.applied = offset
+            ps.dirty_cores.add(account)
         if ev.campaign is not None and ev.campaign not in core.campaigns:
             if len(core.campaigns) < self.max_campaigns:
                 if fresh:
@@ -65,17 +131,7 @@ class LabelCaps:
                 core.currencies, ev.currency, self.max_currencies, fresh, ps, account):
             out.overflow("currency")
             ev.currency = OTHER_LABEL
-        return core
-
-    def _admit_account(self, account: str) -> bool:
-        if account == OTHER_ACCOUNT:
-            return True
-        known = 0
-        for ps in self.partitions.values():
-            if account in ps.cores:
-                return True
-            known += len(ps.cores)
-        return known < self.max_accounts
+        return label
 
 
 def _admit_label(

@@ -15,7 +15,14 @@ from typing import NamedTuple
 
 import orjson
 
-from streams.core.aggregates import MENTIONS, AccountCore, Bucket, PartitionMark
+from streams.core.aggregates import (
+    ADMITTED,
+    MENTIONS,
+    UNDECIDED,
+    AccountCore,
+    Bucket,
+    PartitionMark,
+)
 from streams.core.keys import (
     BUCKET,
     CORE,
@@ -31,6 +38,7 @@ from streams.core.keys import (
     mark_key,
     parse_state_key,
 )
+from streams.core.labels import OTHER_ACCOUNT, market_of_other
 from streams.core.manifest import StateManifest
 from streams.core.partition import DedupChunk, MarketSlot, PartitionState
 
@@ -118,7 +126,7 @@ class SnapshotEncoder:
         offsets: dict[int, int] = {}
         work: list[_Work] = []
         chunks: list[_NewChunk] = []
-        marked: list[tuple[PartitionState, int, int]] = []  # and the mark's fields before
+        marked: list[tuple[PartitionState, PartitionMark]] = []  # and the mark before
         unwritten: list[PartitionState] = []  # whose manifest this snapshot writes
         dead_keys: list[tuple[PartitionState, list[bytes], set[MarketSlot]]] = []
         for p, ps in partitions.items():
@@ -147,11 +155,14 @@ class SnapshotEncoder:
                 state.append(StateRecord(p, manifest_key(p), ps.manifest.encode()))
                 ps.manifest_dirty = False
                 unwritten.append(ps)
-            if ps.last_offset > ps.mark.flushed:
-                marked.append((ps, ps.mark.flushed, ps.mark.fingerprint))
-                ps.mark.flushed = ps.last_offset
-                ps.mark.fingerprint = ps.last_fingerprint
-                marks.append(StateRecord(p, mark_key(p), ps.mark.encode()))
+            mark = ps.mark
+            if ps.last_offset > mark.flushed or ps.rekeyed_last > mark.flushed_rekeyed:
+                marked.append((ps, PartitionMark(mark.stream_time, mark.flushed,
+                                                 mark.fingerprint, mark.flushed_rekeyed)))
+                mark.flushed = ps.last_offset
+                mark.fingerprint = ps.last_fingerprint
+                mark.flushed_rekeyed = ps.rekeyed_last
+                marks.append(StateRecord(p, mark_key(p), mark.encode()))
                 offsets[p] = ps.last_offset
         try:
             done = 0
@@ -166,18 +177,21 @@ class SnapshotEncoder:
                     yield
                 state.append(StateRecord(chunk.partition, chunk_key(chunk.partition, chunk.seq),
                                          orjson.dumps([chunk.newest_ts, triples])))
+            # Cores before buckets (and dedup chunks before both): the changelog partition keeps
+            # this order, so a flush cut short never leaves a bucket whose account decision or
+            # first-seen ids are missing (a replay would decide them again, maybe otherwise).
             for p, ps, buckets, cores in work:
-                for k in buckets:
-                    b = ps.buckets.get(k)
-                    if b is not None:  # None: expired meanwhile, its tombstone is queued
-                        state.append(StateRecord(p, bucket_key(p, k), b.encode()))
-                    done += 1
-                    if done % self.RECORDS_PER_SLICE == 0:
-                        yield
                 for account in cores:
                     core = ps.cores.get(account)
                     if core is not None:
                         state.append(StateRecord(p, core_key(p, account), core.encode()))
+                    done += 1
+                    if done % self.RECORDS_PER_SLICE == 0:
+                        yield
+                for k in buckets:
+                    b = ps.buckets.get(k)
+                    if b is not None:  # None: expired meanwhile, its tombstone is queued
+                        state.append(StateRecord(p, bucket_key(p, k), b.encode()))
                     done += 1
                     if done % self.RECORDS_PER_SLICE == 0:
                         yield
@@ -192,7 +206,7 @@ class SnapshotEncoder:
 
 
 def _give_back(
-    work: list[_Work], chunks: list[_NewChunk], marked: list[tuple[PartitionState, int, int]],
+    work: list[_Work], chunks: list[_NewChunk], marked: list[tuple[PartitionState, PartitionMark]],
     dead_keys: list[tuple[PartitionState, list[bytes], set[MarketSlot]]],
 ) -> None:
     for item in work:
@@ -201,8 +215,9 @@ def _give_back(
     for ps, deleted, markets in dead_keys:
         ps.dirty_deleted[:0] = deleted
         ps.dirty_markets |= markets
-    for ps, flushed, fingerprint in marked:
-        ps.mark.flushed, ps.mark.fingerprint = flushed, fingerprint
+    for ps, before in marked:
+        ps.mark.flushed, ps.mark.fingerprint = before.flushed, before.fingerprint
+        ps.mark.flushed_rekeyed = before.flushed_rekeyed
     for chunk in chunks:
         ps = next(w.ps for w in work if w.partition == chunk.partition)
         ps.chunks.pop(chunk.seq, None)
@@ -221,7 +236,13 @@ def restore_partition(
             assert k.bucket is not None
             ps.buckets[k.bucket] = Bucket.decode(value)
         elif k.kind == CORE:
-            ps.cores[k.account] = AccountCore.decode(value)
+            core = ps.cores[k.account] = AccountCore.decode(value)
+            if k.account == OTHER_ACCOUNT:
+                # not an account: the label values admitted for the overflowed ones (its
+                # label was ADMITTED in state written before admission per partition)
+                core.label = UNDECIDED
+            elif core.label == ADMITTED:
+                ps.admitted.add(k.account)
         elif k.kind == DEDUP_CHUNK:
             newest_ts, triples = orjson.loads(value)
             ids = [((hi << 64) | lo, off) for hi, lo, off in triples]
@@ -234,8 +255,13 @@ def restore_partition(
             ps.manifest = StateManifest.decode(value)
     # Republished once (absolute totals): a crash may have come between a mark and them.
     for (account, res, idx), b in ps.buckets.items():
+        market = market_of_other(account)
+        if market is not None:
+            ps.others.add(account)
         for platform, agg in b.platforms.items():
             if agg.counts[MENTIONS]:
-                ps.add_mentions(market_of(account), res, idx, platform, agg.counts[MENTIONS])
+                ps.add_mentions(market or market_of(account), res, idx, platform,
+                                agg.counts[MENTIONS])
     ps.last_offset, ps.last_fingerprint = ps.mark.flushed, ps.mark.fingerprint
+    ps.rekeyed_last = ps.mark.flushed_rekeyed
     return ps

@@ -8,15 +8,24 @@ caps), ``streams.core.rules`` (what each event type adds), ``Expiry`` (what leav
 with the clock as an argument, is what lets unit tests drive every rule (late, duplicate, replay
 after a crash, window edges, both clocks) directly.
 
-Per-event rules, in order (SPEC §2, §5):
+Every partition's state has two sources, each read in offset order: the input topic's partition,
+and the same partition of the repartition topic, which holds the records some other input
+partition read although their account lives here (``streams.core.partitioner``: a null key, or a
+key that is not the account; SPEC §1). Every offset-based rule below is kept per source.
 
-1. a record at or below the partition's last flushed offset was fully applied before a crash:
+Per-record rules, in order (SPEC §1, §2, §5):
+
+1. a record at or below its source's last flushed offset was fully applied before a crash:
    skipped (``replayed``);
 2. invalid -> rejected (dead-letter topic);
-3. ``ts`` older than the partition's clock minus (largest window + grace) -> late, not applied;
-4. the partition's stream time advances to ``ts``;
-5. an ``event_id`` already applied at an *earlier* offset -> duplicate;
-6. applied to each record (bucket per window, account core) whose ``applied`` offset is below it.
+3. an input record whose account lives in another partition -> forwarded there (``forwards``),
+   nothing else: its home partition applies it, with its own clock;
+4. ``ts`` older than the partition's clock minus (largest window + grace) -> late, not applied;
+5. the partition's stream time advances to ``ts``;
+6. an ``(account, event_id)`` already applied from another record -> duplicate;
+7. the account's label decided (``LabelCaps``), once per retention horizon;
+8. applied to each record (bucket per window, account core) whose ``applied`` offset for the
+   record's source is below it.
 """
 
 from __future__ import annotations
@@ -29,13 +38,15 @@ from xxhash import xxh3_128_intdigest
 
 from schemas.events import Event, Rejected
 from schemas.validate import parse
-from streams.core.aggregates import AccountCore, Bucket, record_fingerprint
+from streams.core.aggregates import ADMITTED, UNDECIDED, AccountCore, Bucket, record_fingerprint
 from streams.core.caps import LabelCaps
 from streams.core.changelog import Snapshot, SnapshotEncoder, restore_partition
 from streams.core.expiry import Expiry
+from streams.core.labels import OTHER_ACCOUNT
 from streams.core.manifest import StateManifest
-from streams.core.outcome import DeadLetter, Outcome
-from streams.core.partition import PartitionState
+from streams.core.outcome import DeadLetter, Forward, Outcome
+from streams.core.partition import PartitionState, rekeyed_position
+from streams.core.partitioner import home_partition
 from streams.core.rules import BUCKET_RULES, CORE_TYPES, AccountRules, BucketRule, apply_campaign
 from streams.core.steps import run
 from streams.core.windows import Window, WindowFloors
@@ -76,9 +87,10 @@ class Engine:
         self.partitions: dict[int, PartitionState] = {}
         self.max_record_bytes = settings.max_record_bytes
         self.future_ms = int(settings.future_tolerance_seconds * 1000)
-        self.caps = LabelCaps(settings, self.partitions)
+        self.caps = LabelCaps(settings, self.windows[-1].bucket_ms, self.retention_ms)
+        self.topic_partitions = settings.topic_partitions
         self.account_rules = AccountRules(self.windows, self.retention_ms)
-        self.expiry = Expiry(self.windows, self.retention_ms, self.dedup_ms)
+        self.expiry = Expiry(self.windows, self.retention_ms, self.dedup_ms, self.caps)
         self.encoder = SnapshotEncoder()
         self._floors = WindowFloors(self.windows)
         # What every partition's state must have been built with (``restore`` checks it).
@@ -120,14 +132,22 @@ class Engine:
         records: Iterable[tuple[int, int, bytes | None, bytes | None]],
         out: Outcome | None = None,
     ) -> Outcome:
-        """Apply ``(partition, offset, key, value)`` records in order."""
+        """Apply ``(partition, offset, key, value)`` records in order, in process: a record
+        outside its account's home partition is applied there right away, as the next record of
+        that partition's repartition log (the worker writes it to the topic instead)."""
         out = out or Outcome()
         wall = self.now_ms()
         for p, offset, key, raw in records:
             self.ingest(p, offset, key, raw, wall, out)
+            while out.forwards:
+                f = out.forwards.pop(0)
+                home = self.partition(f.partition)
+                self.ingest(f.partition, home.rekeyed_last + 1, f.key, f.value, wall, out,
+                            rekeyed=True)
+                out.rekeyed += 1
         return out
 
-    def resume_offset(self, p: int, first: int) -> int | None:
+    def resume_offset(self, p: int, first: int, rekeyed: bool = False) -> int | None:
         """None when a batch starting at offset ``first`` continues what partition ``p`` applied
         (or overlaps it); otherwise the offset to read the partition again from (-1: its first
         offset, when nothing was applied). Every state record skips offsets at or below its own
@@ -137,20 +157,26 @@ class Engine:
         in front of it (records deleted by retention, transaction markers): it is accepted.
         """
         ps = self.partitions.get(p) or self.partition(p)
-        expected = ps.last_offset + 1 if ps.last_offset >= 0 else -1
-        if 0 <= first <= max(expected, 0) or ps.rewound_to == expected:
-            ps.rewound_to = None
-            return None
-        ps.rewound_to = expected
-        return expected
+        last = ps.rekeyed_last if rekeyed else ps.last_offset
+        rewound_to = ps.rekeyed_rewound_to if rekeyed else ps.rewound_to
+        expected = last + 1 if last >= 0 else -1
+        accept = 0 <= first <= max(expected, 0) or rewound_to == expected
+        if rekeyed:
+            ps.rekeyed_rewound_to = None if accept else expected
+        else:
+            ps.rewound_to = None if accept else expected
+        return None if accept else expected
 
     def ingest_records(
-        self, p: int, records: Sequence[InputRecord], wall: int, out: Outcome
+        self, p: int, records: Sequence[InputRecord], wall: int, out: Outcome,
+        rekeyed: bool = False,
     ) -> None:
-        """Apply one partition's fetched batch, in offset order (the worker's hot path)."""
+        """Apply one partition's fetched batch, in offset order (the worker's hot path).
+
+        ``rekeyed``: the records come from the repartition topic (already in their home)."""
         ps = self.partitions.get(p) or self.partition(p)
         self.batches += 1
-        flushed = ps.mark.flushed
+        flushed = ps.mark.flushed_rekeyed if rekeyed else ps.mark.flushed
         max_bytes, future_ms = self.max_record_bytes, self.future_ms
         # "In the future" is measured from the later of the wall clock and the newest event time
         # applied, that one capped at the highest wall reading seen: a wall clock stepped back
@@ -159,7 +185,9 @@ class Engine:
             self.wall_high = wall
         now = max(wall, min(ps.mark.stream_time, self.wall_high))
         rejected = out.rejected.append
+        forward = out.forwards.append
         apply = self._apply
+        partitions = self.topic_partitions
         replayed = 0
         for r in records:
             offset = r.offset
@@ -170,23 +198,38 @@ class Engine:
             ev = parse(raw if raw is not None else b"", now_ms=now, max_bytes=max_bytes,
                        future_tolerance_ms=future_ms)
             if isinstance(ev, Rejected):
-                rejected(DeadLetter(p, offset, r.key, raw or b"", ev))
-            else:
-                apply(ps, offset, ev, wall, out)
-        out.records += len(records)
+                rejected(DeadLetter(p, offset, r.key, raw or b"", ev, rekeyed))
+                continue
+            if not rekeyed:
+                home = home_partition(ev.account, partitions)
+                if home != p:
+                    forward(Forward(home, ev.account.encode(), raw or b"", p, offset))
+                    continue
+            apply(ps, p, offset, ev, wall, out, rekeyed)
+        if rekeyed:
+            out.rekeyed_records += len(records)
+        else:
+            out.records += len(records)
         out.replayed += replayed
-        if records and records[-1].offset > ps.last_offset:
+        if not records:
+            return
+        if rekeyed:
+            if records[-1].offset > ps.rekeyed_last:
+                ps.rekeyed_last = records[-1].offset
+        elif records[-1].offset > ps.last_offset:
             ps.last_offset = records[-1].offset
             ps.last_fingerprint = record_fingerprint(records[-1].value)
 
     def ingest(
-        self, p: int, offset: int, key: bytes | None, raw: bytes | None, wall: int, out: Outcome
+        self, p: int, offset: int, key: bytes | None, raw: bytes | None, wall: int, out: Outcome,
+        rekeyed: bool = False,
     ) -> None:
         """Apply one record; ``wall`` is the caller's clock reading (one per batch is enough)."""
-        self.ingest_records(p, (_Raw(offset, key, raw),), wall, out)
+        self.ingest_records(p, (_Raw(offset, key, raw),), wall, out, rekeyed)
 
     def _apply(
-        self, ps: PartitionState, offset: int, ev: Event, wall: int, out: Outcome
+        self, ps: PartitionState, p: int, offset: int, ev: Event, wall: int, out: Outcome,
+        rekeyed: bool,
     ) -> None:
         mark = ps.mark
         clock = mark.stream_time if self.event_clock else wall
@@ -198,51 +241,75 @@ class Engine:
             mark.stream_time = ts
             if self.event_clock:
                 clock = ts
-        h = xxh3_128_intdigest(ev.event_id.encode())
-        first_offset = ps.dedup.get(h)
-        if first_offset is not None and first_offset < offset:
+        account = ev.account
+        # Scoped by account: one account's ids cannot suppress another's.
+        h = xxh3_128_intdigest(f"{account}\x00{ev.event_id}".encode())
+        position = rekeyed_position(offset) if rekeyed else offset
+        first = ps.dedup.get(h)
+        if first is not None and first != position:
             out.duplicates += 1
             return
-        if first_offset is None:
-            ps.dedup[h] = offset
-            ps.new_ids.append((h, offset))
+        if first is None:
+            ps.dedup[h] = position
+            ps.new_ids.append((h, position))
             if ts > ps.new_ids_ts:
                 ps.new_ids_ts = ts
-        account = ev.account
         core = ps.cores.get(account)
-        if (core is None or ev.platform not in core.platforms
-                or (ev.campaign is not None and ev.campaign not in core.campaigns)
-                or (ev.goal is not None and ev.goal not in core.goals)
-                or (ev.currency is not None and ev.currency not in core.currencies)):
-            # Not everything admitted yet (most events are): the caps decide, maybe relabel.
-            core = self.caps.admit(ps, ev, offset, out)
-            account = ev.account
+        if core is None:
+            core = ps.cores[account] = AccountCore()
+            ps.dirty_cores.add(account)
+        applied = core.applied_rekeyed if rekeyed else core.applied
+        seen = ts // self.caps.decision_ms
+        if seen > core.seen_bucket:
+            if core.label != UNDECIDED and self.caps.lapsed(core, clock):
+                self.caps.release(ps, account, core)  # quiet for the horizon: decided anew
+            core.seen_bucket = seen
+            ps.dirty_cores.add(account)
+        if core.label == UNDECIDED:
+            self.caps.decide(ps, p, account, core, clock)
+        platform = ev.platform  # the event's own, before a cap may relabel it
+        if (core.label == ADMITTED and platform in core.platforms
+                and (ev.campaign is None or ev.campaign in core.campaigns)
+                and (ev.goal is None or ev.goal in core.goals)
+                and (ev.currency is None or ev.currency in core.currencies)):
+            label = account  # everything admitted already (most events)
+        else:
+            label = self.caps.relabel(ps, core, ev, offset, rekeyed, out)
         etype = ev.type
         out.applied[etype] = out.applied.get(etype, 0) + 1
         rule = self._bucket_rules.get(etype)
         floors = self._floors.at(clock)
+        market = self.settings.market_of(account) if etype == "mention" else ""
         for res, w in enumerate(self.windows):
             idx = ts // w.bucket_ms
             if idx < floors[res]:
                 continue  # already outside this window for good
-            k = (account, res, idx)
+            k = (label, res, idx)
             b = ps.buckets.get(k)
             if b is None:
                 b = ps.buckets[k] = Bucket()
-            elif offset <= b.applied:
-                continue
-            b.applied = offset
+            if rekeyed:
+                if offset <= b.applied_rekeyed:
+                    continue
+                b.applied_rekeyed = offset
+            else:
+                if offset <= b.applied:
+                    continue
+                b.applied = offset
             ps.dirty_buckets.add(k)
             if rule is not None:
                 rule(b.platform(ev.platform), ev)
-            if etype == "mention":
-                ps.add_mentions(self.settings.market_of(account), res, idx, ev.platform, 1)
+            if market:
+                ps.add_mentions(market, res, idx, ev.platform, 1)
             if ev.campaign is not None:
                 apply_campaign(b, ev)
-        if offset > core.applied and etype in CORE_TYPES:
-            core.applied = offset
+        if offset > applied and etype in CORE_TYPES:
+            if rekeyed:
+                core.applied_rekeyed = offset
+            else:
+                core.applied = offset
             ps.dirty_cores.add(account)
-            self.account_rules.apply(core, ev, clock)
+            self.account_rules.apply(core, ev, clock, platform)
 
     # --- expiry and durability ----------------------------------------------------------------
     def evict_steps(self) -> Generator[None, None, None]:
@@ -289,21 +356,38 @@ class Engine:
 
     # --- reading ------------------------------------------------------------------------------
     def accounts(self) -> list[str]:
+        """The exported accounts: those holding a slot, and ``_other`` for the overflowed."""
         seen: set[str] = set()
         for ps in self.partitions.values():
-            seen.update(ps.cores)
+            for account, core in ps.cores.items():
+                if core.label == ADMITTED:
+                    seen.add(account)
+                elif core.label != UNDECIDED:
+                    seen.add(OTHER_ACCOUNT)
+            if ps.others:
+                seen.add(OTHER_ACCOUNT)
         return sorted(seen)
 
     def iter_cores(self, account: str) -> Iterator[AccountCore]:
+        """The cores behind an exported account: its own, or for ``_other`` those of every
+        overflowed account."""
+        other = account == OTHER_ACCOUNT
         for ps in self.partitions.values():
+            if other:
+                yield from (c for c in ps.cores.values() if c.label not in (UNDECIDED, ADMITTED))
+                continue
             core = ps.cores.get(account)
-            if core is not None:
+            if core is not None and core.label == ADMITTED:
                 yield core
 
     def window_buckets(self, account: str, res: int, now: int) -> Iterator[Bucket]:
+        """The buckets of an exported account in window ``res`` ending at ``now`` (for
+        ``_other``, those of every market)."""
         buckets = self.windows[res].bucket_range(now)
         for ps in self.partitions.values():
-            for idx in buckets:
-                b = ps.buckets.get((account, res, idx))
-                if b is not None:
-                    yield b
+            for name in ps.others if account == OTHER_ACCOUNT else (account,):
+                for idx in buckets:
+                    b = ps.buckets.get((name, res, idx))
+                    if b is not None:
+                        yield b
+

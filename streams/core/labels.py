@@ -15,3 +15,22 @@ OTHER_LABEL = "_other"
 OVERFLOW_KINDS: tuple[str, ...] = ("account", "campaign", "platform", "goal", "currency")
 ALL_PLATFORMS = "all"
 ALL_GOALS = "all"
+
+# The buckets of "_other" are kept per market of the accounts they stand for (their mentions
+# count in that market's share of voice), under this internal account name; exported as "_other".
+_OTHER_PREFIX = OTHER_ACCOUNT + "@"
+
+
+def other_of_market(market: str) -> str:
+    """The internal account of the overflowed accounts of ``market``."""
+    return _OTHER_PREFIX + market
+
+
+def exported_account(account: str) -> str:
+    """The ``account`` label of an internal account (``_other@coffee`` -> ``_other``)."""
+    return OTHER_ACCOUNT if account.startswith(_OTHER_PREFIX) else account
+
+
+def market_of_other(account: str) -> str | None:
+    """The market of an internal ``_other`` account; None for any other account."""
+    return account[len(_OTHER_PREFIX):] if account.startswith(_OTHER_PREFIX) else None

@@ -16,6 +16,18 @@ class DeadLetter(NamedTuple):
     key: bytes | None
     value: bytes
     rejected: Rejected
+    rekeyed: bool = False  # read from the repartition topic, not the input topic
+
+
+class Forward(NamedTuple):
+    """A valid input record outside its account's home partition, to be written to the
+    repartition topic's partition ``partition`` keyed by its account (SPEC §1)."""
+
+    partition: int
+    key: bytes
+    value: bytes
+    source_partition: int
+    source_offset: int
 
 
 @dataclass
@@ -24,7 +36,10 @@ class Outcome:
 
     applied: dict[str, int] = field(default_factory=dict)  # by event type
     rejected: list[DeadLetter] = field(default_factory=list)
-    records: int = 0
+    forwards: list[Forward] = field(default_factory=list)
+    rekeyed: int = 0  # forwards applied in process (``Engine.ingest_batch``)
+    records: int = 0  # of the input topic
+    rekeyed_records: int = 0  # of the repartition topic (forwarded input records)
     late: int = 0
     duplicates: int = 0
     replayed: int = 0

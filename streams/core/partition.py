@@ -21,14 +21,19 @@ class DedupChunk(NamedTuple):
     hashes: list[int]
 
 
+def rekeyed_position(offset: int) -> int:
+    """A repartition-topic offset as a dedup position: negative, never an input offset."""
+    return -2 - offset
+
+
 class PartitionState:
     """All state of one input partition."""
 
     __slots__ = (
-        "buckets", "chunk_seq", "chunks", "cores", "dedup", "dirty_buckets", "dirty_cores",
-        "dirty_deleted", "dirty_markets", "last_fingerprint", "last_offset", "manifest",
-        "manifest_dirty", "mark",
-        "market_totals", "new_ids", "new_ids_ts", "rewound_to",
+        "admitted", "buckets", "chunk_seq", "chunks", "cores", "dedup", "dirty_buckets",
+        "dirty_cores", "dirty_deleted", "dirty_markets", "last_fingerprint", "last_offset",
+        "manifest", "manifest_dirty", "mark", "market_totals", "new_ids", "new_ids_ts",
+        "next_lapse", "others", "rekeyed_last", "rekeyed_rewound_to", "rewound_to",
     )
 
     def __init__(self) -> None:
@@ -38,7 +43,9 @@ class PartitionState:
         self.manifest_dirty = False
         self.buckets: dict[BucketKey, Bucket] = {}
         self.cores: dict[str, AccountCore] = {}
-        self.dedup: dict[int, int] = {}  # event_id hash -> offset of its first (applied) record
+        # hash of (account, event_id) -> the first (applied) record's position: its input offset,
+        # or ``rekeyed_position`` of its repartition-topic offset
+        self.dedup: dict[int, int] = {}
         self.chunks: dict[int, DedupChunk] = {}  # by sequence number
         self.chunk_seq = 0
         # (event_id hash, offset) first seen since the last snapshot, and their newest ts
@@ -55,6 +62,15 @@ class PartitionState:
         self.last_offset = -1
         self.last_fingerprint = -1  # of the record at last_offset
         self.rewound_to: int | None = None
+        # The same two, for the partition's records of the repartition topic.
+        self.rekeyed_last = -1
+        self.rekeyed_rewound_to: int | None = None
+        # The accounts holding a label slot here (ADMITTED cores), and the earliest time one of
+        # their decisions may lapse (a lower bound: ``LabelCaps.decide`` looks only past it).
+        self.admitted: set[str] = set()
+        self.next_lapse = -1
+        # The internal accounts of "_other" with buckets here, one per market (``labels``).
+        self.others: set[str] = set()
 
     def add_mentions(self, market: str, res: int, idx: int, platform: str, n: float) -> None:
         slot = (market, res, idx)

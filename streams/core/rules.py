@@ -226,7 +226,11 @@ class AccountRules:
         self.retention_ms = retention_ms
         self._floors = WindowFloors(windows)
 
-    def apply(self, core: AccountCore, ev: Event, clock: int) -> None:
+    def apply(
+        self, core: AccountCore, ev: Event, clock: int, platform: str | None = None
+    ) -> None:
+        """``platform``: the event's own platform, when a cap relabelled ``ev.platform``
+        (followers are kept per real platform; they are summed at export)."""
         t = ev.type
         if t == "comment" or t == "mention":
             msg = Message(ev.ts, ev.platform, ev.needs_response)
@@ -251,11 +255,11 @@ class AccountRules:
             else:
                 self._answer(core, target, found, ev.ts, ev.platform, ev.resolved, clock)
         elif t == "followers":
-            self._followers(core, ev.platform).snapshot(ev.ts, ev.count or 0)
+            self._followers(core, platform or ev.platform).snapshot(ev.ts, ev.count or 0)
         elif t == "follow":
-            self._followers(core, ev.platform).change(ev.ts, 1)
+            self._followers(core, platform or ev.platform).change(ev.ts, 1)
         elif t == "unfollow":
-            self._followers(core, ev.platform).change(ev.ts, -1)
+            self._followers(core, platform or ev.platform).change(ev.ts, -1)
         elif t == "purchase":
             cur = ev.currency or ""
             per = core.clv.setdefault(ev.platform, {})

@@ -11,11 +11,11 @@ from collections import defaultdict
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 
-from streams.core.aggregates import MENTIONS, CampaignAgg, PlatformAgg, merged
+from streams.core.aggregates import CampaignAgg, PlatformAgg, merged
 from streams.core.catalogue import CAMPAIGN_KPIS, CURRENT_KPIS, sample_metrics
 from streams.core.engine import Engine
 from streams.core.kpis import Row, campaign_rows, clv_rows, window_rows
-from streams.core.labels import ALL_PLATFORMS, OTHER_ACCOUNT
+from streams.core.labels import ALL_PLATFORMS, OTHER_ACCOUNT, OTHER_LABEL, exported_account
 from streams.core.sketches import Hll, Quantiles
 from streams.core.steps import run, run_async
 from streams.settings import Settings
@@ -86,7 +86,7 @@ def _known_platforms(engine: Engine) -> dict[str, set[str]]:
     for ps in engine.partitions.values():
         for (acc, res, _idx), b in ps.buckets.items():
             if res == largest:
-                out[acc].update(b.platforms)
+                out[exported_account(acc)].update(b.platforms)
     return out
 
 
@@ -135,10 +135,9 @@ def _compute_steps(
     out: SeriesMap = defaultdict(list)
     if now < 0:
         return out
-    accounts = engine.accounts()
+    accounts = [a for a in engine.accounts() if only_account in (None, a)]
     windows_of: dict[str, list[_WindowTotals]] = {}
     known_by_account = _known_platforms(engine)
-    # Market totals need every owned account, even when one account is asked for.
     market_mentions: dict[tuple[str, str, int], float] = defaultdict(float)
     for i, account in enumerate(accounts):
         if i % ACCOUNTS_PER_SLICE == ACCOUNTS_PER_SLICE - 1:
@@ -149,16 +148,18 @@ def _compute_steps(
         vs = [_window_totals(engine, account, res, now, known)
               for res in range(len(engine.windows))]
         windows_of[account] = vs
-        market = settings.market_of(account)
-        for res, v in enumerate(vs):
-            for platform, agg in v.platforms.items():
-                market_mentions[(market, platform, res)] += agg.counts[MENTIONS]
+    # Per partition and market, kept as mentions are applied: an overflowed account's count in
+    # its own market, though its buckets are "_other"'s.
     ranges = [w.bucket_range(now) for w in engine.windows]
     owned = engine.partitions.keys()
-    for p, market, platform, res, idx, n in remote:
-        if p in owned or res >= len(ranges):
-            continue
-        if idx in ranges[res]:
+    local = ((market, platform, res, idx, n)
+             for ps in engine.partitions.values()
+             for (market, res, idx), per in ps.market_totals.items()
+             for platform, n in per.items())
+    others = ((market, platform, res, idx, n)
+              for p, market, platform, res, idx, n in remote if p not in owned)
+    for market, platform, res, idx, n in (*local, *others):
+        if res < len(ranges) and idx in ranges[res]:
             market_mentions[(market, platform, res)] += n
             market_mentions[(market, ALL_PLATFORMS, res)] += n
     sla_ms = settings.response_sla_seconds * 1000
@@ -182,7 +183,8 @@ def _compute_steps(
                     resolved=care.resolved,
                     response=care.response,
                     followers=followers.get(platform),
-                    market_mentions=market_mentions[(market, platform, res)],
+                    # "_other" spans markets: no share of voice of its own
+                    market_mentions=0 if other else market_mentions[(market, platform, res)],
                 )
                 _emit(out, _WINDOW_NAMES, (account, platform, label), rows)
             if other:
@@ -199,11 +201,15 @@ def _emit(out: SeriesMap, names: dict[str, str], base: LabelValues, rows: list[R
 
 
 def _followers(engine: Engine, account: str) -> dict[str, float]:
-    """Per platform, and ``all`` as their sum; platforms with no follower data are absent."""
+    """Per exported platform, and ``all`` as their sum, over the account's cores (for
+    ``_other``: every overflowed account's); a platform over the cap counts under ``_other``.
+    Only counts known from a ``followers`` snapshot: a net of follows is not a count."""
     per: dict[str, float] = defaultdict(float)
     for core in engine.iter_cores(account):
         for platform, f in core.followers.items():
-            per[platform] += f.value()
+            value = f.value()
+            if value is not None:
+                per[platform if platform in core.platforms else OTHER_LABEL] += value
     if per:
         per[ALL_PLATFORMS] = sum(per.values())
     return per
@@ -230,7 +236,7 @@ def _current(
                 for p in (platform, ALL_PLATFORMS):
                     clv_revenue[p][cur] += revenue
                     clv_customers[p][cur].append(hll)
-        base_platforms.update(core.followers)
+        base_platforms.update(p if p in core.platforms else OTHER_LABEL for p in core.followers)
         base_platforms.update(core.clv)
     base_platforms.update(pending)
     base_platforms.add(ALL_PLATFORMS)

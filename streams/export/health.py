@@ -39,6 +39,12 @@ class Health:
             "Records re-delivered after a restart whose effect was already in the tables.",
             registry=registry,
         )
+        self.repartitioned = Counter(
+            "socialpulse_records_repartitioned",
+            "Valid input records read outside their account's home partition (a null key, or a "
+            "key that is not the account), forwarded there through the repartition topic.",
+            registry=registry,
+        )
         self.overflow = Counter(
             "socialpulse_events_overflow",
             "Events counted under an _other label value because of a cap (account, campaign, "
@@ -108,26 +114,34 @@ class Health:
         self.build.info({"version": version})
 
 
-def consumer_lag(engine: Engine, highwaters: dict[int, int | None]) -> int:
-    """Records in the owned partitions that the engine has not read yet."""
+def consumer_lag(
+    engine: Engine, highwaters: dict[int, int | None],
+    rekeyed_highwaters: dict[int, int | None] | None = None,
+) -> int:
+    """Records in the owned partitions (of the input, and of the repartition topic) that the
+    engine has not read yet."""
     lag = 0
     for p, hw in highwaters.items():
         ps = engine.partitions.get(p)
         if hw is not None and ps is not None:
             lag += max(0, hw - (ps.last_offset + 1))
+    for p, hw in (rekeyed_highwaters or {}).items():
+        ps = engine.partitions.get(p)
+        if hw is not None and ps is not None:
+            lag += max(0, hw - (ps.rekeyed_last + 1))
     return lag
 
 
 def refresh_health(
     health: Health, engine: Engine, wall_ms: int, highwaters: dict[int, int | None],
-    unflushed: int,
+    unflushed: int, rekeyed_highwaters: dict[int, int | None] | None = None,
 ) -> None:
     """Scrape-time gauges: computed once per scrape instead of once per event."""
     newest = engine.newest_event_ms()
     if newest >= 0:
         health.newest_event.set(newest / 1000.0)
         health.lag_seconds.set(max(0.0, (wall_ms - newest) / 1000.0))
-    health.consumer_lag.set(consumer_lag(engine, highwaters))
+    health.consumer_lag.set(consumer_lag(engine, highwaters, rekeyed_highwaters))
     health.unflushed.set(unflushed)
     health.partitions.set(len(engine.partitions))
     health.accounts.set(len([a for a in engine.accounts() if a != OTHER_ACCOUNT]))

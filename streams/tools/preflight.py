@@ -172,6 +172,9 @@ async def ensure_topics(settings: Settings) -> None:
             for name in (settings.input_topic, settings.dlq_topic)
             if name not in existing
         ]
+        if settings.repartition_topic not in existing:
+            wanted.append(NewTopic(settings.repartition_topic, settings.topic_partitions,
+                                   settings.topic_replication))
         if settings.market_topic not in existing:
             wanted.append(NewTopic(settings.market_topic, settings.topic_partitions,
                                    settings.topic_replication,
@@ -185,15 +188,17 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 async def _check_copartitioned(admin: Any, settings: Settings, existing: set[str]) -> None:
-    """The state changelog and the market topic hold one partition's records per input
-    partition and must be compacted: a topic that exists with another count or policy (created
-    by hand, or left from another deployment) would misroute or lose state."""
+    """The state changelog, the market topic and the repartition topic hold one partition's
+    records per input partition, and the first two must be compacted: a topic that exists with
+    another count or policy (created by hand, or left from another deployment) would misroute or
+    lose state."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     names = [n for n in (settings.changelog_topic, settings.market_topic) if n in existing]
-    if not names:
+    counted = [*names, *(n for n in (settings.repartition_topic,) if n in existing)]
+    if not counted:
         return
-    for meta in await admin.describe_topics(names):
+    for meta in await admin.describe_topics(counted):
         n = len(meta.get("partitions", []))
         if n != settings.topic_partitions:
             raise CliError(

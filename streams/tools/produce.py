@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -43,6 +43,7 @@ from streams.tools.simulate import Simulator
 __all__ = [
     "EventInput",
     "KafkaUnavailable",
+    "KeyedRecord",
     "ProduceSummary",
     "produce_events",
     "read_jsonl",
@@ -51,9 +52,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# An event to produce: a JSON object (serialized here, keyed by its account), or the raw bytes
-# of a record (sent as they are, unkeyed: tests use it for malformed input).
-EventInput = dict[str, Any] | bytes
+class KeyedRecord(NamedTuple):
+    """The raw bytes of a record, sent as they are with this key (None: unkeyed)."""
+
+    key: bytes | None
+    value: bytes
+
+
+# An event to produce: a JSON object (serialized here, keyed by its account), the raw bytes of a
+# record (sent as they are, unkeyed: tests use it for malformed input), or raw bytes with a key.
+EventInput = dict[str, Any] | bytes | KeyedRecord
 
 # Records between two waits for acknowledgements (and progress reports) when not rate limited.
 DEFAULT_CHUNK = 5000
@@ -282,6 +290,8 @@ class _Run:
     async def send(self, rec: EventInput) -> None:
         if type(rec) is bytes:
             value, key = rec, None
+        elif type(rec) is KeyedRecord:
+            key, value = rec
         else:
             try:
                 value = orjson.dumps(rec)

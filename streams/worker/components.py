@@ -18,7 +18,7 @@ from streams.worker.intake import BatchConsumer
 from streams.worker.market_board import MarketBoard
 from streams.worker.outlet import OutRecord, send_all
 from streams.worker.state_table import CHANGELOG_MAX_BYTES, StateTable
-from streams.worker.topics import dead_letters, interactions, market_mentions
+from streams.worker.topics import dead_letters, interactions, market_mentions, repartitioned
 from streams.worker.watchdog import ProgressWatchdog
 
 
@@ -66,6 +66,7 @@ state = StateTable(
     engine=engine,
     health=health,
     input_topic=interactions.get_topic_name(),
+    repartition_topic=repartitioned.get_topic_name(),
     input_partitions=settings.topic_partitions,
     kafka_client_kwargs=settings.kafka_client_kwargs,
 )
@@ -80,10 +81,12 @@ flusher = Flusher(
         changelog=state.changelog_topic.get_topic_name(),
         dead_letters=dead_letters.get_topic_name(),
         markets=market_mentions.get_topic_name(),
+        repartition=repartitioned.get_topic_name(),
     ),
     health,
     settings.flush_max_events,
     settings.dead_letter_max_bytes,
+    rekeyed_acks=ConsumerAcks(repartitioned.get_topic_name()),
 )
 state.on_revoked.append(flusher.forget)
 

@@ -6,9 +6,13 @@ totals, and only then acks the input records the snapshot covers, so that a comm
 never runs ahead of the state that covers it. A write that fails (the broker away) keeps the
 snapshot in a backlog, rewritten oldest first before anything newer, and acks nothing.
 
+Input records whose account lives in another partition are forwarded to the repartition topic
+with the state records: acked only once the broker has them, like everything else (a crash
+before the ack forwards them again, and their home counts them once by ``(account, event_id)``).
+
 Its collaborators are passed in (``streams.worker.components`` wires the real ones; the unit
-tests pass fakes): the engine, a record sink, the input acks, the market board's tombstones, the
-topic names and the health counters.
+tests pass fakes): the engine, a record sink, the acks of the input and of the repartition topic,
+the market board's tombstones, the topic names and the health counters.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from streams.core.changelog import Snapshot
 from streams.core.engine import Engine
-from streams.core.outcome import DeadLetter, Outcome
+from streams.core.outcome import DeadLetter, Forward, Outcome
 from streams.core.steps import run_async
 from streams.core.windows import BUCKETS_PER_WINDOW
 from streams.export.health import Health
@@ -59,6 +63,7 @@ class FlushTopics:
     changelog: str
     dead_letters: str
     markets: str
+    repartition: str = ""
 
 
 @dataclass
@@ -66,22 +71,28 @@ class _PendingFlush:
     """A snapshot on its way to the broker, with the acks and dead letters that go with it."""
 
     snapshot: Snapshot
-    acks: dict[int, int]  # partition -> last offset the snapshot covers
+    acks: dict[int, int]  # partition -> last input offset the snapshot covers
     dead: list[DeadLetter]
     records: int  # input records it covers (unacked until it is written)
     state_written: bool = False  # its state and dead letters are acknowledged; marks are next
+    rekeyed_acks: dict[int, int] = field(default_factory=dict)  # the same, repartition topic
+    forwards: list[Forward] = field(default_factory=list)
 
     def absorb(self, newer: _PendingFlush) -> None:
         self.snapshot.absorb(newer.snapshot)
-        for p, last in newer.acks.items():
-            self.acks[p] = max(last, self.acks.get(p, -1))
+        for mine, theirs in ((self.acks, newer.acks), (self.rekeyed_acks, newer.rekeyed_acks)):
+            for p, last in theirs.items():
+                mine[p] = max(last, mine.get(p, -1))
         self.dead.extend(newer.dead)
+        self.forwards.extend(newer.forwards)
         self.records += newer.records
 
     def without(self, partitions: set[int]) -> None:
         self.snapshot.without(partitions)
         self.acks = {p: o for p, o in self.acks.items() if p not in partitions}
+        self.rekeyed_acks = {p: o for p, o in self.rekeyed_acks.items() if p not in partitions}
         self.dead = [d for d in self.dead if d.partition not in partitions]
+        self.forwards = [f for f in self.forwards if f.source_partition not in partitions]
 
 
 class Flusher:
@@ -90,16 +101,20 @@ class Flusher:
     def __init__(
         self, engine: Engine, sink: RecordSink, acks: InputAcks, tombstones: MarketTombstones,
         topics: FlushTopics, health: Health, max_pending: int, dead_letter_max_bytes: int,
+        rekeyed_acks: InputAcks | None = None,
     ) -> None:
         self.engine, self.health, self.max_pending = engine, health, max_pending
         # Where the records go, and what is told once they are there.
         self.sink, self.topics, self.acks, self.tombstones = sink, topics, acks, tombstones
+        self.rekeyed_acks = rekeyed_acks
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self._background: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self._acks: dict[int, int] = {}
+        self._rekeyed_acks: dict[int, int] = {}
         self._pending = 0
         self._dead: list[DeadLetter] = []
+        self._forwards: list[Forward] = []
         # Snapshots whose write failed (broker away): rewritten, oldest first, before newer ones.
         # At most two: one half written (its marks are next), and one that absorbs the newer.
         self._backlog: list[_PendingFlush] = []
@@ -111,10 +126,13 @@ class Flusher:
         # partition's next owner may already be writing its dead letters and state.
         self.fenced = False
 
-    def ack_when_durable(self, partition: int, last_offset: int, count: int) -> None:
-        """``count`` records of ``partition`` up to ``last_offset`` were applied: ack them once
-        the state holding them is written."""
-        self._acks[partition] = last_offset
+    def ack_when_durable(
+        self, partition: int, last_offset: int, count: int, rekeyed: bool = False
+    ) -> None:
+        """``count`` records of ``partition`` (of the input, or ``rekeyed``: of the repartition
+        topic) up to ``last_offset`` were applied: ack them once the state holding them (or
+        the forwards of those that belong elsewhere) is written."""
+        (self._rekeyed_acks if rekeyed else self._acks)[partition] = last_offset
         self._pending += count
 
     @property
@@ -153,23 +171,28 @@ class Flusher:
             # The records to ack are exactly those applied before the snapshot starts: taken in
             # the same step as the snapshot's dirty sets and marks (no await in between).
             acks, dead, pending = self._acks, self._dead, self._pending
+            rekeyed_acks, forwards = self._rekeyed_acks, self._forwards
             self._acks, self._dead, self._pending = {}, [], 0
+            self._rekeyed_acks, self._forwards = {}, []
             try:
                 # The stream gets in between slices of encoding.
                 snap = await run_async(self.engine.snapshot_steps())
             except Exception:
                 # The engine gave its capture back; these records wait for the next flush.
-                for p, last in acks.items():
-                    self._acks[p] = max(last, self._acks.get(p, -1))
+                for mine, taken in ((self._acks, acks), (self._rekeyed_acks, rekeyed_acks)):
+                    for p, last in taken.items():
+                        mine[p] = max(last, mine.get(p, -1))
                 self._dead[:0] = dead
+                self._forwards[:0] = forwards
                 self._pending += pending
                 self.health.flush_failures.labels("encode").inc()
                 log.exception("flush failed: the snapshot could not be encoded; nothing acked")
                 return
-            if not (len(snap) or acks or dead or self._backlog):
+            if not (len(snap) or acks or rekeyed_acks or dead or self._backlog):
                 return
-            if len(snap) or acks or dead:
-                item = _PendingFlush(snap, acks, dead, pending)
+            if len(snap) or acks or rekeyed_acks or dead:
+                item = _PendingFlush(snap, acks, dead, pending, rekeyed_acks=rekeyed_acks,
+                                     forwards=forwards)
                 waiting = self._backlog[-1] if self._backlog else None
                 if waiting is not None and not waiting.state_written:
                     waiting.absorb(item)
@@ -193,6 +216,7 @@ class Flusher:
                 state = [OutRecord(t.changelog, r.partition, r.key, r.value, [])
                          for r in item.snapshot.state]
                 state.extend(self._dead_letter(d) for d in item.dead)
+                state.extend(self._forward(f) for f in item.forwards)
                 await self.sink.send(state)
                 item.state_written = True
             # Marks only after everything they vouch for is acknowledged by the broker.
@@ -206,7 +230,17 @@ class Flusher:
             await self.sink.send(then)
             for p, last in item.acks.items():
                 self.acks.ack_through(p, last + 1)
+            if self.rekeyed_acks is not None:
+                for p, last in item.rekeyed_acks.items():
+                    self.rekeyed_acks.ack_through(p, last + 1)
             self._backlog.pop(0)
+
+    def _forward(self, f: Forward) -> OutRecord:
+        """The record for the repartition topic: the original bytes, keyed by the account, in
+        the partition of the account's home; the source is named in a header."""
+        source = f"{self.topics.input}/{f.source_partition}/{f.source_offset}".encode()
+        return OutRecord(self.topics.repartition, f.partition, f.key, f.value,
+                         [("source", source)])
 
     def _dead_letter(self, d: DeadLetter) -> OutRecord:
         """The record for the dead-letter topic, in the DLQ partition of its source's number.
@@ -218,7 +252,8 @@ class Flusher:
         headers = [
             ("reason", d.rejected.reason.value.encode()),
             ("detail", d.rejected.detail.encode()),
-            ("source", f"{self.topics.input}/{d.partition}/{d.offset}".encode()),
+            ("source", f"{self.topics.repartition if d.rekeyed else self.topics.input}/"
+                       f"{d.partition}/{d.offset}".encode()),
         ]
         value = d.value
         if len(value) > self.dead_letter_max_bytes:
@@ -236,6 +271,8 @@ class Flusher:
         """Fold a flush interval's outcome into the health counters (once per flush)."""
         h = self.health
         self._dead.extend(outcome.rejected)
+        self._forwards.extend(outcome.forwards)
+        h.repartitioned.inc(len(outcome.forwards))
         for etype, n in outcome.applied.items():
             h.events.labels(etype).inc(n)
         for dead in outcome.rejected:
@@ -266,11 +303,18 @@ class Flusher:
             for item in self._backlog:
                 item.without(partitions)
             self._acks = {p: o for p, o in self._acks.items() if p not in partitions}
+            self._rekeyed_acks = {p: o for p, o in self._rekeyed_acks.items()
+                                  if p not in partitions}
             self._dead = [d for d in self._dead if d.partition not in partitions]
-            # Not yet counted either: the next owner dead-letters these records again.
+            self._forwards = [f for f in self._forwards if f.source_partition not in partitions]
+            # Not yet counted either: the next owner dead-letters (or forwards) them again.
             self.outcome.rejected = [d for d in self.outcome.rejected
                                      if d.partition not in partitions]
+            self.outcome.forwards = [f for f in self.outcome.forwards
+                                     if f.source_partition not in partitions]
             self.acks.forget(partitions)
+            if self.rekeyed_acks is not None:
+                self.rekeyed_acks.forget(partitions)
             for p in partitions:
                 self.engine.drop(p)
 

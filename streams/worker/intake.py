@@ -109,6 +109,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if self.app.consumer_generation_id != generation or not self.flow_active:
                 continue  # a rebalance began: the next owner (maybe us) re-reads from the commit
             if active is not None and tp not in active and tp not in self._buffered_partitions:
+                # Fetched before the partition became active (during recovery): read again
+                # from the batch's start, or these records are skipped for good when nothing
+                # follows them (a repartition partition's last forwards; a committed offset,
+                # if any, is where faust seeks next anyway).
+                if tp in self.assignment():
+                    await self.seek(tp, batch[0].offset)
                 continue
             read = get_read_offset(tp)
             if read is not None and batch and batch[0].offset < read:

@@ -44,12 +44,13 @@ class StateTable(faust.Table):
     def __init__(
         self, *args: Any, engine: Engine, health: Health, input_topic: str,
         input_partitions: int, kafka_client_kwargs: Callable[[], dict[str, Any]],
-        **kwargs: Any,
+        repartition_topic: str = "", **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.engine = engine
         self.health = health
         self.input_topic = input_topic
+        self.repartition_topic = repartition_topic
         self.input_partitions = input_partitions
         # Connection arguments (settings.kafka_client_kwargs), for the recovery checks.
         self.kafka_client_kwargs = kafka_client_kwargs
@@ -93,29 +94,41 @@ class StateTable(faust.Table):
         ends (the worker hung there)."""
         marks = {p: self.engine.partitions[p].mark for p in sorted(partitions)
                  if p in self.engine.partitions}
-        try:
-            facts = await asyncio.wait_for(
-                _input_facts(self.kafka_client_kwargs, self.app.conf.id, self.input_topic,
-                             {p: (m.flushed, m.fingerprint) for p, m in marks.items()}),
-                CHECK_TIMEOUT_S)
-        except Exception as exc:  # broker away or slow: the next assignment checks again
-            log.warning("could not check the input offsets against the state: %r", exc)
-            return
-        for p, mark in marks.items():
-            end = facts.ends.get(p)
-            if end is None:
-                continue
+        # The repartition topic's records carry no fingerprint worth keeping: its end is checked.
+        sources = [(self.input_topic, {p: (m.flushed, m.fingerprint) for p, m in marks.items()})]
+        if self.repartition_topic:
+            sources.append((self.repartition_topic,
+                            {p: (m.flushed_rekeyed, -1) for p, m in marks.items()}))
+        for topic, topic_marks in sources:
             try:
-                check_offsets(self.input_topic, p, self.app.conf.id, mark.flushed,
-                              facts.committed.get(p), end, mark.fingerprint, facts.found.get(p))
-            except StateMismatch as exc:
-                _refuse(str(exc))
+                facts = await asyncio.wait_for(
+                    _input_facts(self.kafka_client_kwargs, self.app.conf.id, topic, topic_marks),
+                    CHECK_TIMEOUT_S)
+            except Exception as exc:  # broker away or slow: the next assignment checks again
+                log.warning("could not check the offsets of %s against the state: %r",
+                            topic, exc)
+                return
+            for p, (flushed, fingerprint) in topic_marks.items():
+                end = facts.ends.get(p)
+                if end is None:
+                    continue
+                # A state without marks for the repartition topic beside its committed
+                # offsets is a state that never needed it: only the input's tells a lost one.
+                committed = facts.committed.get(p) if topic == self.input_topic else None
+                try:
+                    check_offsets(topic, p, self.app.conf.id, flushed, committed, end,
+                                  fingerprint, facts.found.get(p))
+                except StateMismatch as exc:
+                    _refuse(str(exc))
 
     def _check_partition_counts(self) -> None:
         """The changelog is co-partitioned with the input, and both have the count the state
         was built for: a topic grown (or recreated) under a running group moves accounts."""
         consumer = self.app.consumer
-        for topic in (self.input_topic, self.changelog_topic.get_topic_name()):
+        topics = [self.input_topic, self.changelog_topic.get_topic_name()]
+        if self.repartition_topic:
+            topics.append(self.repartition_topic)
+        for topic in topics:
             n = consumer.topic_partitions(topic)
             if n is not None and n != self.input_partitions:
                 _refuse(f"topic {topic} has {n} partitions but SOCIALPULSE_TOPIC_PARTITIONS="

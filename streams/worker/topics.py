@@ -24,6 +24,17 @@ dead_letters = app.topic(
     value_serializer="raw",
     partitions=settings.topic_partitions,
 )
+# Input records whose account lives in another partition (a null or foreign key), forwarded by
+# the flusher keyed by the account; read by a batch agent like the input (SPEC §1).
+repartitioned = app.topic(
+    settings.repartition_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+    acks=False,
+)
 # Per-partition mention totals by market, for every worker's share of voice: compacted, written
 # by the flusher and read whole by each worker's market board (streams.worker.market_board).
 market_mentions = app.topic(

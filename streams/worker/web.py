@@ -26,7 +26,7 @@ from streams.worker.app import app, health, registry, settings
 from streams.worker.components import board, engine, flusher, watchdog
 from streams.worker.httpd import KpisCache
 from streams.worker.intake import BatchConsumer
-from streams.worker.topics import interactions
+from streams.worker.topics import interactions, repartitioned
 from streams.worker.watchdog import Verdict
 
 
@@ -57,8 +57,7 @@ _cache = _ScrapeCache()
 _BY_NAME = sample_metrics()
 
 
-def _highwaters() -> dict[int, int | None]:
-    topic = interactions.get_topic_name()
+def _highwaters(topic: str = interactions.get_topic_name()) -> dict[int, int | None]:
     out: dict[int, int | None] = {}
     consumer = app.consumer
     for tp in consumer.assignment():
@@ -88,7 +87,8 @@ def _committed_lag(highwaters: dict[int, int | None]) -> int | None:
 
 @app.page("/metrics")
 async def metrics(view: web.View, request: web.Request) -> web.Response:
-    refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending)
+    refresh_health(health, engine, wall_ms(), _highwaters(), flusher.pending,
+                   _highwaters(repartitioned.get_topic_name()))
     await _cache.refresh()
     series = _cache.series or {}
     if _cache.clock_ms >= 0:
@@ -111,7 +111,8 @@ async def status(view: web.View, request: web.Request) -> web.Response:
         "partitions": sorted(engine.partitions),
         "accounts": len(engine.accounts()),
         "records_consumed": flusher.records_total + flusher.outcome.records,
-        "consumer_lag_records": consumer_lag(engine, highwaters),
+        "consumer_lag_records": consumer_lag(
+            engine, highwaters, _highwaters(repartitioned.get_topic_name())),
         # Applied but not yet acked (the flush backlog included), and what the broker confirmed
         # as committed: a worker whose writes fail shows it here, not only in its logs.
         "unflushed_records": flusher.pending,

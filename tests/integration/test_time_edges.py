@@ -259,10 +259,11 @@ def test_time_edges_are_oracle_exact(
     # Followers: the newest snapshot, then the follows after it, nothing late.
     for account in ACCOUNTS:
         # x: the wall plan's newest snapshot is 4 minutes ahead, with nothing after it;
-        # instagram: no snapshot, the follows inside the grace (and on the late edge) only
+        # instagram: follows (inside the grace and on the late edge) but no snapshot: the
+        # count is unknown, not exported (the windowed follows are compared with the oracle)
         followers = kpis["social_followers"]
         assert followers[(account, "x")] == (5 if clock == "wall" else 1001)
-        assert followers[(account, "instagram")] == (2 if clock == "wall" else 3)
+        assert (account, "instagram") not in followers
     fault = "7 time at the edges"
     figure(fault, f"clock={clock}: edge events, accounts", f"{produced:,}, {len(ACCOUNTS)}")
     figure(fault, f"clock={clock}: late (as placed / counted)", f"{plan.late} / {expected.late}")

@@ -16,11 +16,23 @@ is given, which stands for the wall clock of every ingest and of the scrape. Tha
 event sits closer to a late or window edge than the time between its ingest and the scrape; the
 wall-clock tests keep their events minutes away from the edges that move.
 
-Caps (SPEC §4): an account is admitted first come, first served, up to ``max_accounts``; the events
-of the others count under ``account="_other"`` without a campaign. Campaigns, platforms, goals and
-currencies are admitted first come per account and partition (where the worker keeps them), and
-the rest count under ``"_other"``. With several partitions "first come" across them depends on how
-the worker interleaved them: pass the accounts it admitted as ``admitted``.
+Record keys (SPEC §1): an account's events are applied in its home partition (Kafka's default
+partitioner over the account); a valid record read elsewhere is forwarded there through the
+repartition topic and applied with the *home* partition's clock. In what order the forwarded and
+the home's own records meet is the worker's interleaving: the oracle applies the home's own records
+in offset order, then the forwarded ones by source partition and offset, and checks that no
+record's late/on-time decision could differ in another interleaving (a forwarded record follows
+every earlier forward of its source; at most it follows everything), raising ``Ambiguous``
+when it could: a data set must not depend on what the oracle cannot know.
+
+Caps (SPEC §4): each partition holds ``account_share`` of ``max_accounts`` slots, first come,
+first served in the partition's order; an account's decision lapses after the retention horizon
+without events. Overflowed accounts count under ``account="_other"`` without a campaign, their
+mentions in their own market. Campaigns, platforms, goals and currencies are admitted first come
+per account (for the overflowed ones: per partition, together), and the rest count under
+``"_other"``. ``admitted`` (optional) asserts the admitted
+accounts instead of deriving them. Followers are kept per account and real platform, summed into
+the exported labels, and known only once a ``followers`` snapshot came.
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from aiokafka.partitioner import murmur2
+
 from schemas.events import Event, Rejected
 from schemas.validate import parse
 from streams.settings import Settings
@@ -40,9 +54,15 @@ Labels = tuple[str, ...]
 
 @dataclass
 class Applied:
-    ev: Event
-    partition: int
+    ev: Event  # as labelled (after the caps)
+    partition: int  # its home partition
     clock: int  # the partition's stream time right after this event
+    source: str = ""  # its own account (``ev.account`` may be "_other")
+    source_platform: str = ""  # its own platform (``ev.platform`` may be "_other")
+
+
+class Ambiguous(AssertionError):
+    """The data set has a record whose lateness depends on the worker's interleaving."""
 
 
 @dataclass
@@ -54,9 +74,19 @@ class OracleResult:
     applied: int
     now: int
     overflow: dict[str, int] = field(default_factory=dict)  # kind -> events
+    forwarded: int = 0  # valid records read outside their account's home partition
 
 
 CAMPAIGN_TYPES = frozenset({"impression", "click", "conversion", "purchase", "spend"})
+
+
+def home_partition(account: str, partitions: int) -> int:
+    """Kafka's default partitioner (aiokafka's implementation, not the worker's)."""
+    return (murmur2(account.encode()) & 0x7FFFFFFF) % partitions
+
+
+def account_share(max_accounts: int, partitions: int, p: int) -> int:
+    return max_accounts // partitions + (1 if p < max_accounts % partitions else 0)
 
 
 def _ratio(n: float, d: float) -> float | None:
@@ -79,24 +109,44 @@ OTHER = "_other"
 
 @dataclass
 class _Caps:
-    """First come, first served admission of label values (see the module docstring)."""
+    """Admission of label values per partition (see the module docstring)."""
 
     settings: Settings
     admitted: Collection[str] | None
-    accounts: set[str] = field(default_factory=set)
-    per_account: dict[tuple[int, str, str], set[str]] = field(default_factory=dict)
+    # account -> (decision, newest bucket of the largest window with an event of it)
+    decisions: dict[str, list[Any]] = field(default_factory=dict)
+    holders: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))  # slots
+    per_account: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     overflow: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def apply(self, p: int, ev: Event) -> Event:
+    def _lapsed(self, seen_bucket: int, clock: int) -> bool:
+        s = self.settings
+        return (seen_bucket + 1) * s.window_specs[-1].bucket_ms <= clock - s.retention_ms
+
+    def apply(self, p: int, ev: Event, clock: int) -> Event:
         s = self.settings
         account = ev.account
+        seen = ev.ts // s.window_specs[-1].bucket_ms
+        d = self.decisions.setdefault(account, [None, -1])
+        holders = self.holders[p]
+        if seen > d[1]:
+            if d[0] is not None and self._lapsed(d[1], clock):
+                holders.discard(account)
+                d[0] = None
+            d[1] = seen
+        if d[0] is None:
+            share = account_share(s.max_accounts, s.topic_partitions, p)
+            if len(holders) >= share:
+                for other in list(holders):
+                    if self._lapsed(self.decisions[other][1], clock):
+                        self.decisions[other][0] = None
+                        holders.discard(other)
+            d[0] = len(holders) < share
+            if d[0]:
+                holders.add(account)
         if self.admitted is not None:
-            ok = account in self.admitted
-        else:
-            ok = account in self.accounts or len(self.accounts) < s.max_accounts
-            if ok:
-                self.accounts.add(account)
-        if not ok:
+            assert d[0] == (account in self.admitted), (account, d[0])
+        if not d[0]:
             self.overflow["account"] += 1
             ev = replace(ev, account=OTHER, campaign=None)
         changes: dict[str, Any] = {}
@@ -107,53 +157,83 @@ class _Caps:
             value = getattr(ev, kind)
             if value is None:
                 continue
-            seen = self.per_account.setdefault((p, ev.account, kind), set())
-            if value in seen:
+            # the overflowed accounts of a partition share "_other"'s admitted values
+            holder = account if d[0] else f"{OTHER}/{p}"
+            seen_values = self.per_account.setdefault((holder, kind), set())
+            if value in seen_values:
                 continue
-            if len(seen) < cap:
-                seen.add(value)
+            if len(seen_values) < cap:
+                seen_values.add(value)
             else:
                 self.overflow[kind] += 1
                 changes[kind] = OTHER
         return replace(ev, **changes) if changes else ev
+
+    def overflowed(self) -> set[str]:
+        return {a for a, d in self.decisions.items() if d[0] is False}
+
+    def platforms_of(self, account: str) -> set[str]:
+        return self.per_account.get((account, "platform"), set())
+
+
+@dataclass
+class _Home:
+    """The valid records one home partition applies: its own (offset order) and forwarded."""
+
+    own: list[tuple[int, Event]] = field(default_factory=list)
+    forwarded: list[tuple[int, int, Event]] = field(default_factory=list)  # (source, offset, ev)
 
 
 def run(
     records: Iterable[tuple[int, int, bytes]], settings: Settings, wall_ms: int,
     admitted: Collection[str] | None = None, owners: Collection[Collection[int]] | None = None,
 ) -> OracleResult:
-    """``records``: (partition, offset, value) in any order; the oracle sorts them.
-    ``admitted``: the accounts under the cap, when the walk order cannot tell (see above).
-    ``owners``: the partitions of each worker, when several export; with the event clock each
-    worker's windows end at the newest event time of its own partitions."""
+    """``records``: (partition, offset, value) of the input topic in any order; the oracle sorts
+    them. ``admitted``: the accounts the caps must admit (checked). ``owners``: the partitions
+    of each worker, when several export; with the event clock each worker's windows end at the
+    newest event time of its own partitions."""
     retention = settings.retention_ms
     event_clock = settings.clock == "event"
+    n = settings.topic_partitions
     caps = _Caps(settings, admitted)
     by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
     for p, o, v in records:
         by_partition[p].append((o, v))
     rejected: dict[str, int] = defaultdict(int)
-    late = dups = 0
-    applied: list[Applied] = []
-    stream_time: dict[int, int] = {}
-    for p, recs in by_partition.items():
-        st = -1
-        seen: set[str] = set()
-        for _o, raw in sorted(recs, key=lambda r: r[0]):
+    homes: dict[int, _Home] = defaultdict(_Home)
+    forwarded = 0
+    for p, recs in sorted(by_partition.items()):
+        for o, raw in sorted(recs, key=lambda r: r[0]):
             ev = parse(raw, now_ms=wall_ms, max_bytes=settings.max_record_bytes,
                        future_tolerance_ms=int(settings.future_tolerance_seconds * 1000))
             if isinstance(ev, Rejected):
                 rejected[ev.reason.value] += 1
                 continue
-            if ev.ts < (st if event_clock else wall_ms) - retention:
+            home_of = home_partition(ev.account, n)
+            if home_of == p:
+                homes[home_of].own.append((o, ev))
+            else:
+                homes[home_of].forwarded.append((p, o, ev))
+                forwarded += 1
+    late = dups = 0
+    applied: list[Applied] = []
+    stream_time: dict[int, int] = {}
+    for p, home in sorted(homes.items()):
+        decided = _lateness(home, retention, wall_ms if not event_clock else None)
+        st = -1
+        seen: set[tuple[str, str]] = set()
+        for ev, is_late in decided:
+            if is_late:
                 late += 1
                 continue
             st = max(st, ev.ts)
-            if ev.event_id in seen:
+            key = (ev.account, ev.event_id)
+            if key in seen:
                 dups += 1
                 continue
-            seen.add(ev.event_id)
-            applied.append(Applied(caps.apply(p, ev), p, st if event_clock else wall_ms))
+            seen.add(key)
+            clock = st if event_clock else wall_ms
+            applied.append(Applied(caps.apply(p, ev, clock), p, clock, ev.account, ev.platform))
         stream_time[p] = st if event_clock else wall_ms  # from here on: the partition's clock
     now = max(stream_time.values(), default=-1) if event_clock else wall_ms
     # The clock each partition's accounts are exported with: its worker's.
@@ -163,13 +243,51 @@ def run(
             group_now = max((stream_time[p] for p in group if p in stream_time), default=-1)
             clock_of.update({p: group_now for p in group if p in stream_time})
     result = _Oracle(settings, wall_ms)
-    _kpis(result, applied, stream_time, clock_of)
+    _kpis(result, applied, stream_time, clock_of, caps)
     return OracleResult(dict(result.series), dict(rejected), late, dups, len(applied), now,
-                        dict(caps.overflow))
+                        dict(caps.overflow), forwarded)
+
+
+def _lateness(home: _Home, retention: int, wall: int | None) -> list[tuple[Event, bool]]:
+    """The home's records in the oracle's order, each with its late decision (``Ambiguous``
+    if another interleaving could decide otherwise). ``wall``: the wall clock, if that is the
+    clock (then no interleaving matters)."""
+    if wall is not None:
+        return [(ev, ev.ts < wall - retention)
+                for ev in [e for _o, e in home.own] + [e for _p, _o, e in home.forwarded]]
+    everything = [e.ts for _o, e in home.own] + [e.ts for _p, _o, e in home.forwarded]
+    forwarded_max = max((e.ts for _p, _o, e in home.forwarded), default=-1)
+    out: list[tuple[Event, bool]] = []
+    own_st = -1  # stream time from the home's own records: surely there before the next one
+    own_max = -1  # every own record before, late ones too (upper bound)
+    for _o, ev in home.own:
+        lower, upper = own_st, max(own_max, forwarded_max)
+        out.append((ev, _decide(ev, lower, upper, retention)))
+        if not out[-1][1]:
+            own_st = max(own_st, ev.ts)
+        own_max = max(own_max, ev.ts)
+    per_source: dict[int, int] = defaultdict(lambda: -1)
+    upper_all = max(everything, default=-1)
+    for src, _o, ev in home.forwarded:
+        lower = per_source[src]
+        out.append((ev, _decide(ev, lower, upper_all, retention)))
+        if not out[-1][1]:
+            per_source[src] = max(lower, ev.ts)
+    return out
+
+
+def _decide(ev: Event, lower: int, upper: int, retention: int) -> bool:
+    if ev.ts < lower - retention:
+        return True
+    if ev.ts >= upper - retention:
+        return False
+    raise Ambiguous(f"event {ev.event_id} of {ev.account} is late or not depending on the "
+                    "order its home partition meets forwarded records in")
 
 
 def _kpis(
-    o: _Oracle, applied: list[Applied], stream_time: dict[int, int], clock_of: dict[int, int]
+    o: _Oracle, applied: list[Applied], stream_time: dict[int, int], clock_of: dict[int, int],
+    caps: _Caps,
 ) -> None:
     s = o.settings
     # an account lives in one partition ("_other" in many, with one worker: one clock)
@@ -178,44 +296,53 @@ def _kpis(
     windows = s.window_specs
     largest = windows[-1]
     accounts = sorted({a.ev.account for a in applied})
-    # --- replies matched to messages, in processing order per partition (SPEC: reply.ts - ts)
+    # --- replies matched to messages of the same account, in processing order per partition
+    # (SPEC: reply.ts - ts); keyed by the account itself, "_other" stands for many
     messages: dict[tuple[str, str], Applied] = {}
     orphans: dict[tuple[str, str], list[Applied]] = defaultdict(list)
     pairs: list[tuple[Applied, Applied]] = []  # (reply, message)
     for a in applied:  # already in per-partition processing order
         ev = a.ev
         if ev.type in ("comment", "mention"):
-            key = (ev.account, ev.event_id)
+            key = (a.source, ev.event_id)
             messages[key] = a
             for r in orphans.pop(key, []):
                 if r.ev.ts >= a.clock - retention:
                     pairs.append((r, a))
         elif ev.type == "reply":
-            key = (ev.account, ev.in_reply_to or "")
+            key = (a.source, ev.in_reply_to or "")
             m = messages.get(key)
             if m is not None and m.ev.ts >= a.clock - retention:
                 pairs.append((a, m))
             else:
                 orphans[key].append(a)
-    answered = {(m.ev.account, m.ev.event_id) for _r, m in pairs}
-    resolved = {(m.ev.account, m.ev.event_id) for r, m in pairs if r.ev.resolved}
+    answered = {(m.source, m.ev.event_id) for _r, m in pairs}
+    resolved = {(m.source, m.ev.event_id) for r, m in pairs if r.ev.resolved}
 
-    # --- followers (not windowed); per partition, then summed: a keyed account lives in one
-    # partition, while "_other" gathers accounts of every partition (and the worker adds them up)
+    # --- followers (not windowed): per account and real platform, known from a snapshot on;
+    # exported under the account's label and platform label (over the cap: "_other")
     followers: dict[tuple[str, str], float] = defaultdict(float)
-    fevents: dict[tuple[int, str, str], list[Event]] = defaultdict(list)
+    follower_platforms: set[tuple[str, str]] = set()
+    fevents: dict[tuple[str, str], list[Applied]] = defaultdict(list)
     for a in applied:
         if a.ev.type in ("followers", "follow", "unfollow"):
-            fevents[(a.partition, a.ev.account, a.ev.platform)].append(a.ev)
-    for (_p, facc, fplat), evs in fevents.items():
+            fevents[(a.source, a.source_platform)].append(a)
+    overflowed = caps.overflowed()
+    for (facc, fplat), fas in fevents.items():
+        label = OTHER if facc in overflowed else facc
+        plat = fplat if fplat in caps.platforms_of(facc) else OTHER
+        follower_platforms.add((label, plat))
+        evs = [fa.ev for fa in fas]
         snaps = [e for e in evs if e.type == "followers"]
+        if not snaps:
+            continue  # no count known
         snap_ts, count = -1, 0
         for e in snaps:  # in processing order; a later arrival wins a tie
             if e.ts >= snap_ts:
                 snap_ts, count = e.ts, e.count or 0
         delta = sum(1 if e.type == "follow" else -1 for e in evs
                     if e.type in ("follow", "unfollow") and e.ts > snap_ts)
-        followers[(facc, fplat)] += count + delta
+        followers[(label, plat)] += count + delta
 
     # --- platforms an account has data for in the largest window's retained buckets
     known: dict[str, set[str]] = defaultdict(set)
@@ -230,9 +357,13 @@ def _kpis(
         hi = (now // w.bucket_ms + 1) * w.bucket_ms  # exclusive; a wall clock has a future
         window_applied = [a for a in applied if lo <= a.ev.ts < hi]
         by_ap: dict[tuple[str, str], list[Event]] = defaultdict(list)
+        need_of: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
         for a in window_applied:
             by_ap[(a.ev.account, a.ev.platform)].append(a.ev)
             by_ap[(a.ev.account, "all")].append(a.ev)
+            if a.ev.type in ("comment", "mention") and a.ev.needs_response:
+                for plat in (a.ev.platform, "all"):
+                    need_of[(a.ev.account, plat)].append((a.source, a.ev.event_id))
         # Per-partition stream time (module docstring): an event counts in a window's bucket
         # only if that bucket was inside its own partition's window when it was applied. For an
         # account's own series that follows from the window above (a clock only grows); for the
@@ -243,7 +374,7 @@ def _kpis(
         for a in window_applied:
             if a.ev.type == "mention" and \
                     a.ev.ts // w.bucket_ms >= a.clock // w.bucket_ms - 29:
-                market = market_of(a.ev.account)
+                market = market_of(a.source)
                 market_mentions[(market, a.ev.platform)] += 1
                 market_mentions[(market, "all")] += 1
         for acc in accounts:
@@ -261,11 +392,12 @@ def _kpis(
                 rt = [max(0, r.ev.ts - m.ev.ts) / 1000.0 for r, m in pairs
                       if r.ev.account == acc and lo <= r.ev.ts < hi
                       and (plat == "all" or r.ev.platform == plat)]
-                need = [e for e in evs if e.type in ("comment", "mention") and e.needs_response]
+                need_keys = need_of.get((acc, plat), [])
                 _window(o, (acc, plat, w.label), evs, fol, rt,
-                        sum(1 for e in need if (acc, e.event_id) in answered),
-                        sum(1 for e in need if (acc, e.event_id) in resolved),
-                        market_mentions[(market_of(acc), plat)])
+                        sum(1 for k in need_keys if k in answered),
+                        sum(1 for k in need_keys if k in resolved),
+                        # "_other" spans markets: no share of voice of its own
+                        0 if acc == OTHER else market_mentions[(market_of(acc), plat)])
             camp: dict[str, list[Event]] = defaultdict(list)
             for e in by_ap.get((acc, "all"), []):
                 # A campaign series exists once the campaign has an event that a campaign KPI
@@ -282,14 +414,14 @@ def _kpis(
     for a in applied:
         of_account[a.ev.account].append(a)
     messages_of: dict[str, list[tuple[str, Applied]]] = defaultdict(list)
-    for (ma, mid), m in messages.items():
-        messages_of[ma].append((mid, m))
+    for (_source, mid), m in messages.items():
+        messages_of[m.ev.account].append((mid, m))
     for acc in accounts:
-        plats = {"all"} | {p for (fa, p) in followers if fa == acc}
+        plats = {"all"} | {p for (fa, p) in follower_platforms if fa == acc}
         pending: dict[str, int] = defaultdict(int)
         overdue: dict[str, int] = defaultdict(int)
         for mid, m in messages_of[acc]:
-            if not m.ev.needs_response or (acc, mid) in answered:
+            if not m.ev.needs_response or (m.source, mid) in answered:
                 continue
             if m.ev.ts < stream_time[m.partition] - retention:
                 continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -284,3 +284,56 @@ def test_a_rebalance_fences_writes_until_the_new_assignment() -> None:
     assert asyncio.run(scenario()) == [
         "fence waits for the write: True", "acks after the write: 2", "sends while fenced: 0",
         "dead letters of 1 after the fence: 0"]
+
+
+class _Record(NamedTuple):
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class RekeyedAcks:
+    """The repartition topic's acks, into the shared log."""
+
+    world: World
+
+    def ack_through(self, partition: int, next_offset: int) -> None:
+        self.world.log.append(("ack-rekeyed", partition, next_offset))
+
+    def forget(self, partitions: set[int]) -> None:
+        self.world.forgotten.append(partitions)
+
+
+def test_forwards_go_with_the_state_and_both_sources_are_acked_after_the_marks() -> None:
+    """A record read outside its account's home (hooli lives in partition 1) is forwarded to the
+    repartition topic in the state send, keyed by its account and naming its source; the input
+    offset that covers it is acked only after the marks. Its home applies it from the
+    repartition topic and acks that offset after its own mark, which records both sources."""
+    world = World()
+    s = Settings(clock="event", windows=["1m"])
+    engine = Engine(s, now_ms=lambda: T0 + 60_000)
+    topics = FlushTopics(input="in", changelog="changelog", dead_letters="dlq",
+                         markets="markets", repartition="rekey")
+    flusher = Flusher(engine, world, world, world, topics, Health(CollectorRegistry(), "test"),
+                      1_000, 1024, rekeyed_acks=RekeyedAcks(world))
+    hooli = ev(2, account="hooli")
+    engine.ingest_records(0, [_Record(0, None, ev(1)), _Record(1, None, hooli)], T0,
+                          flusher.outcome)
+    flusher.ack_when_durable(0, 1, 2)
+    asyncio.run(flusher.flush())
+    state, marks, ack = world.log
+    assert ("rekey", 1, b"hooli", hooli, [("source", b"in/0/1")]) in state[1]
+    assert kinds(marks) == {"mark"} and ack == ("ack", 0, 2)
+    world.log.clear()
+    engine.ingest_records(1, [_Record(0, b"hooli", hooli)], T0, flusher.outcome, rekeyed=True)
+    flusher.ack_when_durable(1, 0, 1, rekeyed=True)
+    asyncio.run(flusher.flush())
+    _state, marks, ack = world.log
+    assert ack == ("ack-rekeyed", 1, 1)
+    mark = next(orjson.loads(v) for _t, p, k, v, _h in marks[1] if p == 1 and k.endswith(b":m"))
+    assert mark[1] == -1 and mark[3] == 0  # input: nothing; repartition topic: offset 0
+    # Revoked before its flush: a forward belongs to the partition's next owner.
+    engine.ingest_records(0, [_Record(2, None, ev(3, account="hooli"))], T0, flusher.outcome)
+    asyncio.run(flusher.forget({0}))
+    assert not flusher.outcome.forwards
