@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     flush_interval_seconds: float = Field(default=5.0, gt=0)
     # ... or after this many events, whichever comes first.
     flush_max_events: int = Field(default=20_000, ge=1)
+    # The repartition topic's records below the committed offsets are deleted this often.
+    repartition_purge_seconds: float = Field(default=30.0, gt=0)
     # Owning partitions with work left and neither applying nor committing for this long: one
     # log line, socialpulse_stalled_seconds, and GET /ready fails (streams.worker.watchdog) ...
     stall_warn_seconds: float = Field(default=60.0, gt=0)

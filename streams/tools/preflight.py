@@ -173,8 +173,11 @@ async def ensure_topics(settings: Settings) -> None:
             if name not in existing
         ]
         if settings.repartition_topic not in existing:
+            # Kept until applied, however long a worker is away: the workers delete what their
+            # commits cover (streams.worker.purger), as Kafka Streams does for its own.
             wanted.append(NewTopic(settings.repartition_topic, settings.topic_partitions,
-                                   settings.topic_replication))
+                                   settings.topic_replication,
+                                   topic_configs={"retention.ms": "-1"}))
         if settings.market_topic not in existing:
             wanted.append(NewTopic(settings.market_topic, settings.topic_partitions,
                                    settings.topic_replication,

@@ -1,5 +1,6 @@
 """The worker's components, built once and wired together: the engine, its state table, the
-flusher and its adapters to Kafka, the market board and the progress watchdog.
+flusher and its adapters to Kafka, the market board, the repartition purger and the progress
+watchdog.
 
 Agents, timers and HTTP handlers import their collaborators from here; the classes themselves
 take everything they use as arguments (so unit tests build them with fakes).
@@ -17,6 +18,7 @@ from streams.worker.flusher import Flusher, FlushTopics
 from streams.worker.intake import BatchConsumer
 from streams.worker.market_board import MarketBoard
 from streams.worker.outlet import OutRecord, send_all
+from streams.worker.purger import RepartitionPurger
 from streams.worker.state_table import CHANGELOG_MAX_BYTES, StateTable
 from streams.worker.topics import dead_letters, interactions, market_mentions, repartitioned
 from streams.worker.watchdog import ProgressWatchdog
@@ -89,6 +91,14 @@ flusher = Flusher(
     rekeyed_acks=ConsumerAcks(repartitioned.get_topic_name()),
 )
 state.on_revoked.append(flusher.forget)
+purger = RepartitionPurger(repartitioned.get_topic_name(), settings.kafka_client_kwargs)
+
+
+async def _forget_purges(partitions: set[int]) -> None:
+    purger.forget(partitions)
+
+
+state.on_revoked.append(_forget_purges)
 
 
 async def _fence_flushes(sender: Any, /, *revoked: Any, signal: Any, **kwargs: Any) -> None:

@@ -1,8 +1,10 @@
 """Progress watchdog: a worker that owns lagging partitions and makes no progress says so.
 
 Pure bookkeeping, no Kafka: the worker's timer (``agents/watch_progress.py``) hands it, every few
-seconds, what it knows per owned input partition (the broker's end offset, the next offset the
-engine would apply, the committed offset) and the monotonic time; the watchdog answers how long the
+seconds, what it knows per owned partition of the topics it reads (the input and the repartition
+topic: the broker's end offset, the next offset the engine would apply, the committed offset),
+keyed by anything hashable and orderable (the worker uses ``(topic, partition)``), and the
+monotonic time; the watchdog answers how long the
 worker has been stalled and what to do about it.
 
 Progress means both halves of the pipeline moving: records *applied* and offsets *committed*. A
@@ -21,8 +23,9 @@ starts again from that moment, however long the recovery took.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # The exit code of a worker that stopped itself because it was stalled: its supervisor
 # (Kubernetes, systemd, ``socialpulse up``) restarts it.
@@ -51,7 +54,7 @@ class Reading:
     verdict: Verdict
     stalled_seconds: float
     # Partitions with work left that did not move, for the log line.
-    stuck: tuple[int, ...] = ()
+    stuck: tuple[Any, ...] = ()
     half: str = ""  # "applying" or "committing": which half stopped
 
 
@@ -78,22 +81,24 @@ class ProgressWatchdog:
             raise ValueError("need 0 < warn_after_s <= exit_after_s")
         self.warn_after_s = warn_after_s
         self.exit_after_s = exit_after_s
-        self._tracks: dict[int, _Track] = {}
+        self._tracks: dict[Hashable, _Track] = {}
         self.latest = Reading(Verdict.OK, 0.0)  # the newest reading (readiness probes)
 
     def observe(
-        self, now: float, partitions: Mapping[int, PartitionProgress], *, paused: bool = False
+        self, now: float, partitions: Mapping[Any, PartitionProgress], *, paused: bool = False
     ) -> Reading:
         """``now``: monotonic seconds. Returns how long the worker has been stalled."""
         tracks = self._tracks
         for p in list(tracks):
             if p not in partitions:  # revoked: its offsets mean nothing to the next assignment
                 del tracks[p]
-        apply_for: dict[int, float] = {}
-        commit_for: dict[int, float] = {}
+        apply_for: dict[Any, float] = {}
+        commit_for: dict[Any, float] = {}
         for p, pp in partitions.items():
-            applied = -1 if pp.applied is None else pp.applied
-            committed = -1 if pp.committed is None else pp.committed
+            # Next-offset positions: nothing applied or committed yet is offset 0 (an empty
+            # partition, end 0, has no work).
+            applied = 0 if pp.applied is None else pp.applied
+            committed = 0 if pp.committed is None else pp.committed
             t = tracks.get(p)
             if t is None:
                 t = tracks[p] = _Track(applied, committed, now, now)

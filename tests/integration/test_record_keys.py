@@ -4,7 +4,8 @@
    account's events are spread over every partition. Each is forwarded through the repartition
    topic to its account's home partition; a SIGKILL partway tests the hop's exactly-once rules
    (a forward repeated after the crash counts once). Every series must equal the oracle, which
-   applies forwarded records in their home with the home's clock.
+   applies forwarded records in their home with the home's clock; once committed, the forwarded
+   records are deleted from the repartition topic.
 2. Caps over a deployment: two workers in one group, four account slots for three partitions
    (2 + 1 + 1). Together they export at most four accounts (before, each worker admitted four
    of its own), overflowed mentions stay in their market's share of voice, and every admitted
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.tools.preflight import ensure_topics
 from tests.support import eventset, oracle
@@ -71,13 +73,35 @@ async def _produce_round_robin(
     return unkeyed
 
 
+async def _repartition_offsets(
+    bootstrap: str, topic: str, group: str
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per partition of ``topic``: its first offset, and the group's committed offset."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        answer = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    committed = {tp.partition: m.offset for tp, m in answer.items()
+                 if tp.topic == topic and m.offset > 0}
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await reader.start()
+    try:
+        firsts = await reader.beginning_offsets([TopicPartition(topic, p) for p in committed])
+    finally:
+        await reader.stop()
+    return {tp.partition: off for tp, off in firsts.items()}, committed
+
+
 def test_null_keys_are_rekeyed_and_equal_the_oracle_across_a_crash(
     kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path
 ) -> None:
+    env = {**worker_env, "SOCIALPULSE_REPARTITION_PURGE_SECONDS": "1"}
     records = _records(span_s=SPAN_S)
-    unkeyed = asyncio.run(_produce_round_robin(worker_env, records, NULL_KEYS))
+    unkeyed = asyncio.run(_produce_round_robin(env, records, NULL_KEYS))
     assert unkeyed > 0.25 * len(records)
-    w = new_worker(worker_env, tmp_path).start()
+    w = new_worker(env, tmp_path).start()
     workers.append(w)
     w.wait_ready()
     # Partway: some forwards written and applied, others not yet.
@@ -91,13 +115,24 @@ def test_null_keys_are_rekeyed_and_equal_the_oracle_across_a_crash(
     _, h = _scrape(w)
     assert h["socialpulse_records_repartitioned_total"] > 0
     w.kill()
-    w2 = new_worker(worker_env, tmp_path, name="w2").start()
+    w2 = new_worker(env, tmp_path, name="w2").start()
     workers.append(w2)
     w2.wait_ready()
-    _check(w2, worker_env, kafka, len(records), one_process=False)
-    _, expected = _expected(worker_env, kafka)
+    _check(w2, env, kafka, len(records), one_process=False)
+    _, expected = _expected(env, kafka)
     # Every valid record read outside its home was forwarded: about two thirds of the unkeyed.
     assert expected.forwarded > 0.15 * len(records)
+    # Applied and committed: the repartition topic deletes them (kept without a time limit).
+    s = _settings(env)
+    deadline = time.monotonic() + 60
+    while True:
+        starts, committed = asyncio.run(_repartition_offsets(s.kafka_bootstrap_servers,
+                                                             s.repartition_topic, s.app_id))
+        if committed and all(starts[p] == off for p, off in committed.items()):
+            break
+        assert time.monotonic() < deadline, (starts, committed)
+        time.sleep(1)
+    assert sum(committed.values()) >= expected.forwarded
 
 
 def test_two_workers_export_at_most_the_account_cap(

@@ -80,3 +80,13 @@ def test_limits_are_checked() -> None:
         ProgressWatchdog(warn_after_s=10, exit_after_s=5)
     with pytest.raises(ValueError):
         ProgressWatchdog(warn_after_s=0, exit_after_s=5)
+
+
+def test_an_empty_partition_has_no_work() -> None:
+    """An owned partition nobody wrote to (a repartition partition no forward went to) is not
+    stalled, however long it stays empty."""
+    w = ProgressWatchdog(10, 20)
+    for now in (0.0, 15.0, 30.0):
+        r = w.observe(now, {("rekey", 0): P(0, None, None),
+                            ("in", 0): P(5, 5, 5)})
+    assert r.verdict is Verdict.OK
