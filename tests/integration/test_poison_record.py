@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.tools.preflight import ensure_topics
 from tests.support import eventset, oracle
@@ -24,6 +23,7 @@ from tests.support.harness import (
     _scrape,
     _settings,
     _wait_caught_up,
+    committed_offsets,
     window_end_ms,
 )
 from tests.support.processes import Broker, Figure, WorkerProc, new_worker
@@ -44,14 +44,7 @@ async def _produce_compressed(bootstrap: str, topic: str, value: bytes) -> None:
 
 
 async def _committed_lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    from aiokafka import AIOKafkaConsumer
-
+    committed = await committed_offsets(bootstrap, group, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
@@ -59,7 +52,7 @@ async def _committed_lag(bootstrap: str, group: str, topic: str, partitions: int
         ends = await consumer.end_offsets(parts)
     finally:
         await consumer.stop()
-    return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in parts)
+    return sum(ends[tp] - committed.get(tp.partition, 0) for tp in parts)
 
 
 def test_a_poison_record_costs_only_itself(

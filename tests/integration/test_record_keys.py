@@ -22,7 +22,6 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.tools.preflight import ensure_topics
 from tests.support import eventset, oracle
@@ -34,6 +33,7 @@ from tests.support.harness import (
     _scrape,
     _settings,
     _wait_caught_up,
+    committed_offsets,
 )
 from tests.support.processes import Broker, WorkerProc, new_worker
 
@@ -76,15 +76,9 @@ async def _produce_round_robin(
 async def _repartition_offsets(
     bootstrap: str, topic: str, group: str
 ) -> tuple[dict[int, int], dict[int, int]]:
-    """Per partition of ``topic``: its first offset, and the group's committed offset."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        answer = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    committed = {tp.partition: m.offset for tp, m in answer.items()
-                 if tp.topic == topic and m.offset > 0}
+    """Per partition of ``topic`` with a commit: its first offset, and the committed offset."""
+    committed = {p: off for p, off in (await committed_offsets(bootstrap, group, topic)).items()
+                 if off > 0}
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await reader.start()
     try:

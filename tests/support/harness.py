@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.core.catalogue import sample_metrics
@@ -105,6 +106,18 @@ def _wait_caught_up(
         time.sleep(0.5)
     raise AssertionError(f"worker did not catch up with {produced} records: nothing moved for "
                          f"{timeout} s:\n{w.tail()}")
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic`` (absent: none committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        answer = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in answer.items()
+            if tp.topic == topic and meta.offset >= 0}
 
 
 class TopicRecord(NamedTuple):
