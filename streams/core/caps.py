@@ -52,8 +52,10 @@ class LabelCaps:
         return self.lapses_at(core) <= clock
 
     def release(self, ps: PartitionState, account: str, core: AccountCore) -> None:
+        """The account's decision lapsed: its slot (if it held one) is free again."""
         ps.admitted.discard(account)
         core.label = UNDECIDED
+        ps.dirty_cores.add(account)
 
     def decide(self, ps: PartitionState, p: int, account: str, core: AccountCore,
                clock: int) -> None:
@@ -67,7 +69,6 @@ class LabelCaps:
                 at = self.lapses_at(other)
                 if at <= clock:
                     self.release(ps, name, other)
-                    ps.dirty_cores.add(name)
                 elif soonest is None or at < soonest:
                     soonest = at
             ps.next_lapse = soonest if soonest is not None else -1

@@ -38,7 +38,14 @@ from xxhash import xxh3_128_intdigest
 
 from schemas.events import Event, Rejected
 from schemas.validate import parse
-from streams.core.aggregates import ADMITTED, UNDECIDED, AccountCore, Bucket, record_fingerprint
+from streams.core.aggregates import (
+    ADMITTED,
+    OVERFLOW,
+    UNDECIDED,
+    AccountCore,
+    Bucket,
+    record_fingerprint,
+)
 from streams.core.caps import LabelCaps
 from streams.core.changelog import Snapshot, SnapshotEncoder, restore_partition
 from streams.core.expiry import Expiry
@@ -359,12 +366,8 @@ class Engine:
         """The exported accounts: those holding a slot, and ``_other`` for the overflowed."""
         seen: set[str] = set()
         for ps in self.partitions.values():
-            for account, core in ps.cores.items():
-                if core.label == ADMITTED:
-                    seen.add(account)
-                elif core.label != UNDECIDED:
-                    seen.add(OTHER_ACCOUNT)
-            if ps.others:
+            seen.update(ps.admitted)
+            if ps.others or any(c.label == OVERFLOW for c in ps.cores.values()):
                 seen.add(OTHER_ACCOUNT)
         return sorted(seen)
 
@@ -374,7 +377,7 @@ class Engine:
         other = account == OTHER_ACCOUNT
         for ps in self.partitions.values():
             if other:
-                yield from (c for c in ps.cores.values() if c.label not in (UNDECIDED, ADMITTED))
+                yield from (c for c in ps.cores.values() if c.label == OVERFLOW)
                 continue
             core = ps.cores.get(account)
             if core is not None and core.label == ADMITTED:

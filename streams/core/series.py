@@ -164,8 +164,6 @@ def _compute_steps(
             market_mentions[(market, ALL_PLATFORMS, res)] += n
     sla_ms = settings.response_sla_seconds * 1000
     for i, account in enumerate(accounts):
-        if only_account is not None and account != only_account:
-            continue
         if i % ACCOUNTS_PER_SLICE == ACCOUNTS_PER_SLICE - 1:
             yield
         other = account == OTHER_ACCOUNT
