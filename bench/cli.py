@@ -26,7 +26,7 @@ from bench.report import ratios, render
 from bench.sizes import FULL, TINY
 
 PIPELINES = ("raw", "naive", "alo", "eos", "quix")
-PHASES = (*PIPELINES, "live", "memory")
+PHASES = (*PIPELINES, "live", "memory", "scale")
 DEFAULT_QUIX_VENV = Path.home() / ".cache" / "socialpulse" / "bench-quix-venv"
 
 
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="records the naive faust baseline reads (default: a prefix that takes "
                         "about 2 minutes at its speed, or the whole topic when smaller)")
     p.add_argument("--memory-events", type=int, help="records over 24 h for the memory phase")
+    p.add_argument("--scale-events", type=int,
+                   help="records over 24 h for the day-at-scale phase (measured at a quarter, "
+                        "half and all of them)")
     p.add_argument("--rate", type=float,
                    help="background events/s of the latency and scrape phases (default: half "
                         "the sustained rate of socialpulse at_least_once)")
@@ -77,6 +80,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = TINY if args.tiny else FULL
     overrides = {k: v for k, v in (("events", args.events), ("memory_events", args.memory_events))
                  if v}
+    if args.scale_events:
+        n = args.scale_events
+        overrides.update(scale_events=n, scale_points=(n // 4, n // 2, n))
     sizes = dataclasses.replace(sizes, **overrides)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     started = time.monotonic()
@@ -133,6 +139,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "memory" not in skip:
             _log("memory after 24 h of event time ...")
             res["memory"] = await bench.memory()
+        if "scale" not in skip:
+            _log(f"day at scale: {sizes.scale_events:,} events over 24 h ...")
+            res["scale"] = await bench.scale()
         if args.profile:
             _log("profiling the worker with py-spy ...")
             args.profile.mkdir(parents=True, exist_ok=True)

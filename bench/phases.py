@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import shutil
 import statistics
 import sys
 import threading
@@ -439,6 +441,164 @@ class Bench:
         out["peak_rss_mib"] = round(usage.maxrss_mib, 1) if usage else None
         return out
 
+    # --- day at scale ----------------------------------------------------------------------
+    async def scale(self) -> dict[str, Any]:
+        """The full mix over 24 h of event time, as one worker reads it from a cold start:
+        RSS, store and changelog sizes and throughput at each of ``scale_points``; the scrape
+        at the end; the exactness of every count; the recovery with the data directory lost."""
+        sizes = self.sizes
+        topic = f"bench-day-{self.run_id}"
+        await kafka.create_topic(self.bootstrap, topic, sizes.partitions)
+        cfg = world.sim_config(sizes, sizes.extra_accounts, users=sizes.scale_users,
+                               duplicate_fraction=sizes.scale_duplicate_fraction)
+        census = world.Census(cfg.users, distinct=True)
+        records = world.preload_records(cfg, sizes.scale_events, 24 * 3600.0,
+                                        int(time.time() * 1000), census)
+        summary = await produce_events(self.settings, records, topic=topic)
+        n = sum((await kafka.end_offsets(self.bootstrap, topic)).values())
+        self.log(f"day at scale: {n:,} records in {summary.seconds:.0f} s, "
+                 f"{census.distinct_users:,} users, {census.duplicates:,} duplicates")
+        out: dict[str, Any] = {"stream": {**census.as_dict(), "topic": topic,
+                                          "duplicates": census.duplicates,
+                                          "produce_seconds": round(summary.seconds, 1)}}
+        w = self._worker(topic, "sp-day")
+        points: list[dict[str, Any]] = []
+        try:
+            w.start()
+            await asyncio.to_thread(w.wait_ready)
+            rss_idle = w.rss_mib()
+            targets = sorted({min(p, n) for p in sizes.scale_points})
+            samples: list[tuple[float, int, float]] = []
+            peak = rss_idle
+            async with kafka.GroupWatch(self.bootstrap, w.group, topic) as gw:
+                deadline = time.monotonic() + 4 * sizes.pipeline_timeout_s
+                while targets:
+                    if not w.alive():
+                        raise RuntimeError(f"worker exited:\n{tail(w.log)}")
+                    try:
+                        done = await gw.committed()
+                    except Exception:  # coordinator not ready yet
+                        done = 0
+                    rss = w.rss_mib()
+                    peak = max(peak, rss)
+                    samples.append((time.time(), done, w.cpu()))
+                    while targets and done >= targets[0]:
+                        target = targets.pop(0)
+                        points.append({
+                            "events": done, "target": target, "rss_mib": round(rss, 1),
+                            "peak_rss_mib": round(peak, 1),
+                            "store_disk_mib": round(_du(w.workdir / "data") / 2**20, 1),
+                            "changelog_mib": self._changelog_mib(w),
+                            "seconds": round(samples[-1][0] - samples[0][0], 1),
+                        })
+                        self.log(f"  {done:,} events: RSS {rss:,.0f} MiB (peak {peak:,.0f}), "
+                                 f"store {points[-1]['store_disk_mib']} MiB on disk")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"committed {done:,} of {n:,} records")
+                    await asyncio.sleep(0.5)
+            out["throughput_per_million"] = _per_million(samples)
+            first = next(i for i, smp in enumerate(samples) if smp[1] > 0)
+            t1, n1, c1 = samples[first]
+            t2, n2, c2 = samples[-1]
+            out["events_per_second"] = round((n2 - n1) / (t2 - t1), 1) if t2 > t1 else None
+            out["cpu_us_per_event"] = round((c2 - c1) / max(1, n2 - n1) * 1e6, 2)
+            scrape = await asyncio.to_thread(self._confirm, w, n)
+            out["scrape"] = {"seconds": round(scrape.seconds, 3), "bytes": scrape.size,
+                             "series": scrape.series}
+            out["exactness"] = _exactness(census, scrape, n)
+            before = _kpi_values(scrape.text)
+            out["points"] = points
+            a, b = points[0], points[-1]
+            if b["events"] > a["events"]:
+                out["bytes_per_event_slope"] = round(
+                    (b["peak_rss_mib"] - a["peak_rss_mib"]) * 2**20 / (b["events"] - a["events"]))
+            out["largest_state_record_bytes"] = await self._largest_state_record(w)
+            usage = await asyncio.to_thread(w.stop)
+            out["peak_rss_mib"] = round(usage.maxrss_mib, 1) if usage else round(peak, 1)
+            out["recovery"] = await self._recover(w, topic, n, before)
+        finally:
+            await asyncio.to_thread(w.stop)
+        return out
+
+    def _changelog_mib(self, w: Worker) -> float | None:
+        """The state changelog's partitions on the broker's disk (a broker the bench owns)."""
+        if self.broker.data_dir is None:
+            return None
+        logs = self.broker.data_dir / "logs"
+        name = Settings(app_id=w.app_id).changelog_topic
+        # the segments themselves (the broker preallocates index files of 10 MiB)
+        return round(sum(f.stat().st_size for d in logs.glob(f"{name}-*")
+                         for f in d.glob("*.log")) / 2**20, 1)
+
+    async def _largest_state_record(self, w: Worker) -> dict[str, Any]:
+        """The largest record of the state changelog, by kind of state key."""
+        consumer = AIOKafkaConsumer(
+            Settings(app_id=w.app_id).changelog_topic, bootstrap_servers=self.bootstrap,
+            group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+            max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)
+        await consumer.start()
+        largest: dict[str, int] = {}
+        try:
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            while True:
+                batch = await consumer.getmany(timeout_ms=2000, max_records=20_000)
+                for records in batch.values():
+                    for r in records:
+                        kind = (r.key or b"?:?").split(b":")[1].decode()
+                        largest[kind] = max(largest.get(kind, 0), len(r.value or b""))
+                behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+                if not behind:
+                    break
+        finally:
+            await consumer.stop()
+        return {"bytes": max(largest.values(), default=0), "by_kind": largest}
+
+    async def _recover(self, old: Worker, topic: str, n: int, before: dict[str, float]
+                       ) -> dict[str, Any]:
+        """Delete the stopped worker's data directory, start one with its app id, and time
+        until its KPIs equal the old worker's last ones and it consumes new records."""
+        shutil.rmtree(old.workdir / "data", ignore_errors=True)
+        w = Worker(bootstrap=self.bootstrap, topic=topic, partitions=self.sizes.partitions,
+                   workdir=self.workdir, name=old.name, app_id=old.app_id, port=old.port)
+        t0 = time.monotonic()
+        w.start()
+        try:
+            await asyncio.to_thread(w.wait_ready, 600.0)
+            served = time.monotonic() - t0
+            equal_at = None
+            diff: list[str] = []
+            while time.monotonic() - t0 < 600:
+                after = _kpi_values((await asyncio.to_thread(w.scrape)).text)
+                diff = sorted(k for k in before.keys() | after.keys()
+                              if not _same(before.get(k), after.get(k)))
+                if not diff:
+                    equal_at = time.monotonic() - t0
+                    break
+                if len(diff) and int(time.monotonic() - t0) % 10 == 0:
+                    self.log(f"  recovering: {len(diff)} KPI series differ, e.g. " + "; ".join(
+                        f"{k} {before.get(k)} -> {after.get(k)}" for k in diff[:3]))
+                await asyncio.sleep(0.5)
+            extra = [{"event_id": f"after-recovery-{i}", "type": "like", "account": "acme",
+                      "platform": "x", "ts": int(time.time() * 1000)} for i in range(100)]
+            await produce_events(self.settings, iter(extra), topic=topic)
+            consumed_at = None
+            async with kafka.GroupWatch(self.bootstrap, w.group, topic) as gw:
+                while time.monotonic() - t0 < 600:
+                    if await gw.committed() >= n + len(extra):
+                        consumed_at = time.monotonic() - t0
+                        break
+                    await asyncio.sleep(0.2)
+        finally:
+            usage = await asyncio.to_thread(w.stop)
+        return {
+            "serving_s": round(served, 2),
+            "equal_kpis_s": round(equal_at, 2) if equal_at is not None else None,
+            "kpi_series_compared": len(before),
+            "kpi_differences": diff[:10],
+            "consuming_s": round(consumed_at, 2) if consumed_at is not None else None,
+            "peak_rss_mib": round(usage.maxrss_mib, 1) if usage else None,
+        }
+
     # --- profile ------------------------------------------------------------------------------
     async def profile(self, topic: str, n: int, out_dir: Path) -> dict[str, Any]:
         """py-spy on a fresh at_least_once worker while it consumes ``topic``.
@@ -501,6 +661,71 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("web (/metrics, /kpis)", ("(streams/worker/web.py",)),
     ("other", ()),
 )
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def _per_million(samples: list[tuple[float, int, float]]) -> list[dict[str, Any]]:
+    """Events/s and CPU-us/event over each million committed records."""
+    out: list[dict[str, Any]] = []
+    start = next((smp for smp in samples if smp[1] > 0), None)
+    if start is None:
+        return out
+    for smp in samples:
+        if smp[1] - start[1] >= 1_000_000 or (smp is samples[-1] and smp[1] > start[1]):
+            t, done, cpu = smp
+            out.append({"from": start[1], "to": done,
+                        "events_per_second": round((done - start[1]) / (t - start[0]), 1),
+                        "cpu_us_per_event": round((cpu - start[2]) / (done - start[1]) * 1e6,
+                                                  2)})
+            start = smp
+    return out
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    """Equal, but for the last bits of a float: a restored worker sums a window's buckets in
+    another order (counts are integers and compare exactly)."""
+    if a is None or b is None:
+        return a is b
+    return a == b or math.isclose(a, b, rel_tol=1e-12)
+
+
+def _kpi_values(text: str) -> dict[str, float]:
+    """Every KPI series of a scrape, by its name and labels."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("social_"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def _exactness(census: world.Census, scrape: Scrape, records: int) -> dict[str, Any]:
+    """The worker's applied count of each type against the distinct ids the bench produced."""
+    applied: dict[str, float] = {}
+    for line in scrape.text.splitlines():
+        if line.startswith("socialpulse_events_total{"):
+            name, _, value = line.rpartition(" ")
+            etype = name.split('type="', 1)[1].split('"', 1)[0]
+            applied[etype] = float(value)
+    h = scrape.health
+    lost = {t: n - applied.get(t, 0) for t, n in census.distinct_types.items()
+            if n > applied.get(t, 0)}
+    doubled = {t: applied[t] - census.distinct_types.get(t, 0) for t in applied
+               if applied[t] > census.distinct_types.get(t, 0)}
+    return {
+        "records": records,
+        "distinct_events": sum(census.distinct_types.values()),
+        "applied": int(sum(applied.values())),
+        "duplicates_expected": census.duplicates,
+        "duplicates_counted": int(h.get("socialpulse_events_duplicate_total", 0)),
+        "late": int(h.get("socialpulse_events_late_total", 0)),
+        "rejected_expected": records - census.records,
+        "lost": int(sum(lost.values())), "lost_by_type": lost,
+        "doubled": int(sum(doubled.values())), "doubled_by_type": doubled,
+    }
 
 
 def summarize_profile(lines: Iterable[str], top: int = 30) -> dict[str, Any]:

@@ -138,6 +138,45 @@ def render(res: dict[str, Any]) -> str:
             f"in {_num(mem['scrape_seconds'], '.2f')} s")
     else:
         add(f"not measured: {mem}")
+    day = res.get("scale")
+    if day:
+        add("")
+        add("== DAY AT SCALE (one worker, cold start, 24 h of event time) ==")
+        if day.get("points"):
+            st = day["stream"]
+            add(f"{st['records']:,} events over {st['event_time_span_s'] / 3600:.1f} h, "
+                f"{st['accounts']:,} accounts x {len(st['platforms'])} platforms, "
+                f"{st['distinct_users']:,} distinct users, {st['duplicates']:,} duplicates")
+            add("  events      RSS MiB  peak MiB  store disk MiB  changelog MiB  seconds")
+            for pt in day["points"]:
+                add(f"  {pt['events']:>9,}  {pt['rss_mib']:>8,.0f}  {pt['peak_rss_mib']:>8,.0f}  "
+                    f"{pt['store_disk_mib']:>14,.1f}  {_num(pt['changelog_mib'], '>13,.1f')}  "
+                    f"{pt['seconds']:>7,.0f}")
+            add(f"peak RSS growth per event between the first and last point: "
+                f"{_num(day.get('bytes_per_event_slope'))} B; peak RSS "
+                f"{_num(day.get('peak_rss_mib'), ',.0f')} MiB")
+            add(f"throughput {_num(day.get('events_per_second'), ',.0f')} events/s, "
+                f"{_num(day.get('cpu_us_per_event'), '.1f')} CPU-us/event; per million: " +
+                ", ".join(f"{m['events_per_second']:,.0f}" for m in day["throughput_per_million"]))
+            sc = day["scrape"]
+            add(f"/metrics at the end: {sc['series']:,} series, {sc['bytes'] / 2**20:.1f} MiB in "
+                f"{sc['seconds']:.2f} s; largest state record "
+                f"{day['largest_state_record_bytes']['bytes'] / 2**20:.2f} MiB "
+                f"{day['largest_state_record_bytes']['by_kind']}")
+            ex = day["exactness"]
+            add(f"exactness: {ex['distinct_events']:,} distinct events, applied {ex['applied']:,},"
+                f" lost {ex['lost']}, doubled {ex['doubled']}, duplicates "
+                f"{ex['duplicates_counted']:,} of {ex['duplicates_expected']:,}, late "
+                f"{ex['late']}")
+            rec = day.get("recovery", {})
+            add(f"recovery with the data directory deleted: serving after "
+                f"{_num(rec.get('serving_s'), '.1f')} s, KPIs equal the old worker's "
+                f"({_num(rec.get('kpi_series_compared'))} series) after "
+                f"{_num(rec.get('equal_kpis_s'), '.1f')} s, consuming new records after "
+                f"{_num(rec.get('consuming_s'), '.1f')} s; differences "
+                f"{rec.get('kpi_differences')}")
+        else:
+            add(f"not measured: {day}")
     prof = res.get("profile")
     if prof:
         add("")

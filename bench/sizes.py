@@ -34,6 +34,12 @@ class Sizes:
     # Memory phase: ``memory_events`` records over 24 h of event time.
     memory_events: int
     memory_span_s: float
+    # Day-at-scale phase: ``scale_events`` records over 24 h of event time and ``scale_users``
+    # distinct users, measured when the worker has committed each of ``scale_points``.
+    scale_events: int
+    scale_users: int
+    scale_points: tuple[int, ...]
+    scale_duplicate_fraction: float
     # Periodic records of the simulator (followers snapshots, ad spend): hourly, as ad and
     # social APIs are commonly polled; the simulator's own defaults (5 min, 1 min) would make
     # them a large share of a 1,000-account stream.
@@ -62,6 +68,10 @@ FULL = Sizes(
     ping_period_s=0.01,
     memory_events=600_000,
     memory_span_s=24 * 3600.0,
+    scale_events=8_000_000,
+    scale_users=2_000_000,
+    scale_points=(2_000_000, 4_000_000, 8_000_000),
+    scale_duplicate_fraction=0.01,
     periodic_interval_s=3600.0,
     pipeline_timeout_s=900.0,
     profile_seconds=30.0,
@@ -83,6 +93,9 @@ TINY = replace(
     scrapes=3,
     scrape_gap_s=0.5,
     memory_events=12_000,
+    scale_events=12_000,
+    scale_users=20_000,
+    scale_points=(3_000, 6_000, 12_000),
     pipeline_timeout_s=60.0,
     profile_seconds=5.0,
 )

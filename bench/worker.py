@@ -79,10 +79,12 @@ class Worker:
     def __init__(
         self, *, bootstrap: str, topic: str, partitions: int, workdir: Path, name: str,
         guarantee: str = "at_least_once", extra_env: dict[str, str] | None = None,
+        app_id: str | None = None, port: int | None = None,
     ) -> None:
+        """``app_id`` and ``port``: those of an earlier worker, to take over its state."""
         self.name = name
-        self.port = free_port()
-        self.app_id = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+        self.port = port or free_port()
+        self.app_id = app_id or f"bench-{name}-{uuid.uuid4().hex[:8]}"
         self.topic = topic
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from xxhash import xxh3_64_intdigest
+
 from bench.sizes import Sizes
 from streams.tools.produce import EventInput
 from streams.tools.simulate import SimulationConfig, Simulator
@@ -24,12 +26,14 @@ _MS_PER_DAY = 86_400_000
 _MS_PER_HOUR = 3_600_000
 
 
-def sim_config(sizes: Sizes, extra_accounts: int, seed: int = 42) -> SimulationConfig:
+def sim_config(sizes: Sizes, extra_accounts: int, seed: int = 42, users: int | None = None,
+               duplicate_fraction: float = 0.0) -> SimulationConfig:
     """The simulated world of a phase: ``4 + extra_accounts`` accounts on ``sizes.platforms``."""
     return SimulationConfig(
         seed=seed,
         extra_accounts=extra_accounts,
-        users=sizes.users,
+        users=users or sizes.users,
+        duplicate_fraction=duplicate_fraction,
         platforms=sizes.platforms,
         followers_interval_s=sizes.periodic_interval_s,
         spend_interval_s=sizes.periodic_interval_s,
@@ -51,9 +55,14 @@ def mean_shape(cfg: SimulationConfig, start_ms: float, end_ms: float) -> float:
 class Census:
     """What a stream of records held: types, accounts, distinct users."""
 
-    def __init__(self, users: int) -> None:
+    def __init__(self, users: int, distinct: bool = False) -> None:
         self.records = 0
         self.types: Counter[str] = Counter()
+        # ``distinct``: also count each type's distinct (account, event_id), the counts an exact
+        # pipeline applies (the rest are duplicates), by a 64-bit hash of each id.
+        self._ids: set[int] | None = set() if distinct else None
+        self.distinct_types: Counter[str] = Counter()
+        self.duplicates = 0
         self.accounts: set[str] = set()
         self.platforms: set[str] = set()
         self._seen = bytearray(users)
@@ -64,6 +73,13 @@ class Census:
     def see(self, rec: dict[str, Any]) -> None:
         self.records += 1
         self.types[rec["type"]] += 1
+        if self._ids is not None:
+            h = xxh3_64_intdigest(f"{rec['account']}\x00{rec['event_id']}".encode())
+            if h in self._ids:
+                self.duplicates += 1
+            else:
+                self._ids.add(h)
+                self.distinct_types[rec["type"]] += 1
         self.accounts.add(rec["account"])
         self.platforms.add(rec["platform"])
         user = rec.get("user_id")

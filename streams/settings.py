@@ -163,6 +163,12 @@ class Settings(BaseSettings):
         return f"{self.app_id}-interactions-repartition"
 
     @property
+    def dedup_store_path(self) -> Path:
+        """The local RocksDB of the dedup index's sealed runs (rebuilt from the changelog at
+        every start, so one per worker process: the web port tells the workers of one host)."""
+        return self.data_dir / f"{self.app_id}-dedup-{self.web_port}.rocksdb"
+
+    @property
     def market_topic(self) -> str:
         """Compacted topic of per-partition mention totals by market (share of voice)."""
         return f"{self.app_id}-market-mentions"

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from xxhash import xxh3_64_intdigest
+from xxhash import xxh3_64_intdigest, xxh32_intdigest
 
 from streams.core.sketches import Hll, Quantiles
 
@@ -36,9 +36,28 @@ from streams.core.sketches import Hll, Quantiles
 ) = range(32)
 N_COUNTERS = 32
 
-def _merge_sum(dst: dict[str, float], src: dict[str, float]) -> None:
+# The one empty dict of every aggregate without goals, money or campaigns (most buckets): never
+# written; ``own`` gives an aggregate its own dict before the first value.
+EMPTY: dict[str, Any] = {}
+
+
+def own(d: dict[str, Any]) -> dict[str, Any]:
+    """``d``, or a new dict in place of the shared ``EMPTY``."""
+    return {} if d is EMPTY else d
+
+
+def _merge_sum(dst: dict[str, float], src: dict[str, float]) -> dict[str, float]:
+    """``dst`` plus ``src`` (``dst`` itself, unless it was ``EMPTY``)."""
+    if not src:
+        return dst
+    dst = own(dst)
     for k, v in src.items():
         dst[k] = dst.get(k, 0) + v
+    return dst
+
+
+def _shared_if_empty(d: dict[str, Any]) -> dict[str, Any]:
+    return d or EMPTY
 
 
 class PlatformAgg:
@@ -50,10 +69,10 @@ class PlatformAgg:
 
     def __init__(self) -> None:
         self.counts: list[float] = [0] * N_COUNTERS
-        self.goals: dict[str, float] = {}
-        self.revenue: dict[str, float] = {}
-        self.orders_cur: dict[str, float] = {}
-        self.spend: dict[str, float] = {}
+        self.goals: dict[str, float] = EMPTY
+        self.revenue: dict[str, float] = EMPTY
+        self.orders_cur: dict[str, float] = EMPTY
+        self.spend: dict[str, float] = EMPTY
         self.reach: Hll | None = None
         self.visitors: Hll | None = None
         self.response: Quantiles | None = None
@@ -63,10 +82,10 @@ class PlatformAgg:
         c, o = self.counts, other.counts
         for i in range(N_COUNTERS):
             c[i] += o[i]
-        _merge_sum(self.goals, other.goals)
-        _merge_sum(self.revenue, other.revenue)
-        _merge_sum(self.orders_cur, other.orders_cur)
-        _merge_sum(self.spend, other.spend)
+        self.goals = _merge_sum(self.goals, other.goals)
+        self.revenue = _merge_sum(self.revenue, other.revenue)
+        self.orders_cur = _merge_sum(self.orders_cur, other.orders_cur)
+        self.spend = _merge_sum(self.spend, other.spend)
         if other.response is not None:
             if self.response is None:
                 self.response = Quantiles()
@@ -83,7 +102,9 @@ class PlatformAgg:
     @classmethod
     def from_obj(cls, obj: list[Any]) -> PlatformAgg:
         a = cls()
-        a.counts, a.goals, a.revenue, a.orders_cur, a.spend = obj[0], obj[1], obj[2], obj[3], obj[4]
+        a.counts = obj[0]
+        a.goals, a.revenue = _shared_if_empty(obj[1]), _shared_if_empty(obj[2])
+        a.orders_cur, a.spend = _shared_if_empty(obj[3]), _shared_if_empty(obj[4])
         if obj[5]:
             a.reach = Hll.from_b64(obj[5])
         if obj[6]:
@@ -122,14 +143,14 @@ class CampaignAgg:
 
     def __init__(self) -> None:
         self.counts: list[float] = [0, 0, 0]
-        self.revenue: dict[str, float] = {}
-        self.spend: dict[str, float] = {}
+        self.revenue: dict[str, float] = EMPTY
+        self.spend: dict[str, float] = EMPTY
 
     def merge(self, other: CampaignAgg) -> None:
         for i in range(3):
             self.counts[i] += other.counts[i]
-        _merge_sum(self.revenue, other.revenue)
-        _merge_sum(self.spend, other.spend)
+        self.revenue = _merge_sum(self.revenue, other.revenue)
+        self.spend = _merge_sum(self.spend, other.spend)
 
 
 class Bucket:
@@ -139,7 +160,7 @@ class Bucket:
 
     def __init__(self) -> None:
         self.platforms: dict[str, PlatformAgg] = {}
-        self.campaigns: dict[str, CampaignAgg] = {}
+        self.campaigns: dict[str, CampaignAgg] = EMPTY
         self.applied = -1
         self.applied_rekeyed = -1
 
@@ -152,6 +173,8 @@ class Bucket:
     def campaign(self, name: str) -> CampaignAgg:
         agg = self.campaigns.get(name)
         if agg is None:
+            if self.campaigns is EMPTY:
+                self.campaigns = {}
             agg = self.campaigns[name] = CampaignAgg()
         return agg
 
@@ -174,7 +197,9 @@ class Bucket:
         b.platforms = {k: PlatformAgg.from_obj(v) for k, v in obj["p"].items()}
         for k, v in obj["c"].items():
             ca = CampaignAgg()
-            ca.counts, ca.revenue, ca.spend = v
+            ca.counts, ca.revenue, ca.spend = v[0], _shared_if_empty(v[1]), _shared_if_empty(v[2])
+            if b.campaigns is EMPTY:
+                b.campaigns = {}
             b.campaigns[k] = ca
         return b
 
@@ -256,6 +281,25 @@ class CareSlot:
         return cls(obj[0], obj[1], Quantiles.from_obj(obj[2]) if obj[2] else None)
 
 
+# Messages and orphan replies of one account are written in parts of about this many entries
+# (a power of two of parts, by a hash of the message id), so that no state record grows with an
+# account's traffic: 55,000 replies to unknown ids made one core record of 8.34 MiB, over the
+# changelog's limit.
+PART_ENTRIES = 2048
+
+
+def message_part(message_id: str, parts: int) -> int:
+    """The part of an account's messages (and orphan replies) ``message_id`` is written in."""
+    return 0 if parts == 1 else xxh32_intdigest(message_id.encode()) & (parts - 1)
+
+
+def parts_for(entries: int) -> int:
+    n = 1
+    while n * PART_ENTRIES < entries:
+        n *= 2
+    return n
+
+
 # An account core's label decision (``AccountCore.label``).
 UNDECIDED, ADMITTED, OVERFLOW = 0, 1, 2
 
@@ -264,8 +308,9 @@ class AccountCore:
     """The per-account record of state that is not a plain function of one bucket's events."""
 
     __slots__ = (
-        "applied", "applied_rekeyed", "campaigns", "care", "clv", "currencies", "followers",
-        "goals", "label", "messages", "orphans", "pending", "platforms", "seen_bucket",
+        "applied", "applied_rekeyed", "campaigns", "care", "clv", "currencies", "dirty_parts",
+        "followers", "goals", "label", "messages", "n_parts", "orphans", "part_gens", "pending",
+        "platforms", "seen_bucket",
     )
 
     def __init__(self) -> None:
@@ -284,6 +329,12 @@ class AccountCore:
         self.messages: dict[str, Message] = {}
         # in_reply_to -> [[reply ts, platform, resolved], ...] for replies seen before the message
         self.orphans: dict[str, list[list[Any]]] = {}
+        # Messages and orphans are written in ``n_parts`` records of their own (``message_part``),
+        # each under a new generation when it changes; the core lists the generation of each,
+        # so a flush cut short between a part and its core leaves the core's parts in force.
+        self.n_parts = 1
+        self.part_gens: dict[int, int] = {}  # part -> generation the changelog holds
+        self.dirty_parts: set[int] = set()
         # (resolution index, bucket index) -> platform -> care of that bucket
         self.care: dict[tuple[int, int], dict[str, CareSlot]] = {}
         # ids of messages needing a response that have none yet (derived from messages)
@@ -294,6 +345,59 @@ class AccountCore:
         self.platforms: set[str] = set()
         self.goals: set[str] = set()
         self.currencies: set[str] = set()
+
+    def touch(self, message_id: str) -> None:
+        """A message or its orphan replies changed: its part is written with the core."""
+        self.dirty_parts.add(message_part(message_id, self.n_parts))
+
+    def encode_parts(self) -> tuple[list[tuple[int, int, bytes]], list[tuple[int, int]]]:
+        """The changed parts as (part, new generation, record), and the (part, generation)
+        records they supersede; clears the dirty parts."""
+        entries = len(self.messages) + len(self.orphans)
+        n = self.n_parts
+        if entries > n * PART_ENTRIES or (n > 1 and entries * 4 < n * PART_ENTRIES):
+            n = parts_for(entries)
+        dirty = set(range(n)) if n != self.n_parts else self.dirty_parts
+        self.dirty_parts = set()
+        if not dirty:
+            return [], []
+        old = self.part_gens
+        if n != self.n_parts:
+            superseded = sorted(old.items())
+            self.n_parts, self.part_gens = n, {}
+        else:
+            superseded = [(part, old[part]) for part in sorted(dirty) if part in old]
+        messages: dict[int, dict[str, list[Any]]] = {part: {} for part in dirty}
+        orphans: dict[int, dict[str, list[list[Any]]]] = {part: {} for part in dirty}
+        single = n == 1
+        for i, m in self.messages.items():
+            part = 0 if single else message_part(i, n)
+            if part in messages:
+                messages[part][i] = [m.ts, m.platform, m.needs_response, m.answered, m.resolved]
+        for i, replies in self.orphans.items():
+            part = 0 if single else message_part(i, n)
+            if part in orphans:
+                orphans[part][i] = replies
+        top = max(old.values(), default=0)
+        written = []
+        for part in sorted(dirty):
+            if not messages[part] and not orphans[part]:
+                continue  # an empty part is no record (its old generation is tombstoned)
+            top += 1
+            self.part_gens[part] = top
+            written.append((part, top, orjson.dumps({"m": messages[part], "o": orphans[part]})))
+        for part in dirty:
+            if not messages[part] and not orphans[part]:
+                self.part_gens.pop(part, None)
+        return written, superseded
+
+    def load_part(self, data: bytes) -> None:
+        obj = orjson.loads(data)
+        for i, (ts, platform, needs, answered, resolved) in obj["m"].items():
+            self.messages[i] = Message(ts, platform, needs, answered, resolved)
+            if needs and not answered:
+                self.pending.add(i)
+        self.orphans.update(obj["o"])
 
     def care_slot(self, res: int, idx: int, platform: str) -> CareSlot:
         per = self.care.get((res, idx))
@@ -315,9 +419,7 @@ class AccountCore:
                       for p, f in self.followers.items()},
                 "v": {p: {cur: [rv[0], rv[1].to_b64()] for cur, rv in per.items()}
                       for p, per in self.clv.items()},
-                "m": {i: [m.ts, m.platform, m.needs_response, m.answered, m.resolved]
-                      for i, m in self.messages.items()},
-                "o": self.orphans,
+                "q": [self.n_parts, sorted(self.part_gens.items())],
                 "c": [[r, i, {p: s.to_obj() for p, s in per.items()}]
                       for (r, i), per in self.care.items()],
                 "k": sorted(self.campaigns),
@@ -344,11 +446,18 @@ class AccountCore:
             c.followers[p] = f
         c.clv = {p: {cur: [rv[0], Hll.from_b64(rv[1])] for cur, rv in per.items()}
                  for p, per in obj["v"].items()}
-        for i, (ts, platform, needs, answered, resolved) in obj["m"].items():
+        # messages and orphans: in their part records (``load_part``), or here in state
+        # written before parts
+        for i, (ts, platform, needs, answered, resolved) in obj.get("m", {}).items():
             c.messages[i] = Message(ts, platform, needs, answered, resolved)
             if needs and not answered:
                 c.pending.add(i)
-        c.orphans = obj["o"]
+        c.orphans = obj.get("o", {})
+        if "q" in obj:
+            c.n_parts = obj["q"][0]
+            c.part_gens = {part: gen for part, gen in obj["q"][1]}
+        elif c.messages or c.orphans:
+            c.dirty_parts = set(range(c.n_parts))  # moved into parts at the next flush
         c.campaigns = set(obj["k"])
         # .get: changelogs written before these caps existed have no such keys
         c.platforms = set(obj.get("p", ()))

@@ -13,8 +13,6 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import orjson
-
 from streams.core.aggregates import (
     ADMITTED,
     MENTIONS,
@@ -23,12 +21,14 @@ from streams.core.aggregates import (
     Bucket,
     PartitionMark,
 )
+from streams.core.dedup import Chunk, DedupIndex, decode_chunk
 from streams.core.keys import (
     BUCKET,
     CORE,
     DEDUP_CHUNK,
     MANIFEST,
     MARK,
+    MESSAGES,
     BucketKey,
     MarketKey,
     bucket_key,
@@ -36,13 +36,12 @@ from streams.core.keys import (
     core_key,
     manifest_key,
     mark_key,
+    message_part_key,
     parse_state_key,
 )
 from streams.core.labels import OTHER_ACCOUNT, market_of_other
 from streams.core.manifest import StateManifest
-from streams.core.partition import DedupChunk, MarketSlot, PartitionState
-
-_LOW64 = (1 << 64) - 1
+from streams.core.partition import MarketSlot, PartitionState
 
 
 class StateRecord(NamedTuple):
@@ -88,7 +87,12 @@ class Snapshot:
 
 
 def _newest_per_key(records: list[StateRecord]) -> list[StateRecord]:
-    newest = {(r.partition, r.key): r for r in records}
+    """Each key's newest record, where the newest was: a part stays ahead of the core that
+    lists it, a core ahead of its buckets."""
+    newest: dict[tuple[int, bytes], StateRecord] = {}
+    for r in records:
+        newest.pop((r.partition, r.key), None)
+        newest[(r.partition, r.key)] = r
     return list(newest.values())
 
 
@@ -101,10 +105,8 @@ class _Work(NamedTuple):
 
 class _NewChunk(NamedTuple):
     partition: int
-    seq: int
-    newest_ts: int
-    ids: list[tuple[int, int]]
-    hashes: list[int]  # the chunk's hash list, filled in while it is encoded
+    ps: PartitionState
+    chunk: Chunk
 
 
 class SnapshotEncoder:
@@ -117,7 +119,6 @@ class SnapshotEncoder:
     """
 
     RECORDS_PER_SLICE = 200
-    IDS_PER_SLICE = 5_000
 
     def steps(self, partitions: Mapping[int, PartitionState]) -> Generator[None, None, Snapshot]:
         state: list[StateRecord] = []
@@ -139,14 +140,7 @@ class SnapshotEncoder:
             for dead in ps.dirty_deleted:
                 state.append(StateRecord(p, dead, None))
             ps.dirty_deleted = []
-            if ps.new_ids:
-                ps.chunk_seq += 1
-                # The hashes are filled in below, between slices (eviction waits for the flush).
-                hashes: list[int] = []
-                ps.chunks[ps.chunk_seq] = DedupChunk(ps.new_ids_ts, hashes)
-                chunks.append(_NewChunk(p, ps.chunk_seq, ps.new_ids_ts, ps.new_ids, hashes))
-                ps.new_ids = []
-                ps.new_ids_ts = -1
+            chunks.extend(_NewChunk(p, ps, c) for c in ps.dedup.capture())
             work.append(_Work(p, ps, ps.dirty_buckets, ps.dirty_cores))
             ps.dirty_buckets = set()
             ps.dirty_cores = set()
@@ -166,17 +160,16 @@ class SnapshotEncoder:
                 offsets[p] = ps.last_offset
         try:
             done = 0
-            for chunk in chunks:
-                # 128-bit hashes as two 64-bit halves: orjson writes those natively
-                triples: list[list[int]] = []
-                ids = chunk.ids
-                for i in range(0, len(ids), self.IDS_PER_SLICE):
-                    part = ids[i:i + self.IDS_PER_SLICE]
-                    triples.extend([h >> 64, h & _LOW64, o] for h, o in part)
-                    chunk.hashes.extend(h for h, _o in part)
+            for new in chunks:
+                state.append(StateRecord(new.partition, chunk_key(new.partition, new.chunk.seq),
+                                         new.chunk.encode()))
+                yield
+            # Sealing moves chunks from RAM to the store: only those written before (or in the
+            # backlog), never one this snapshot may still give back.
+            for item in work:
+                if item.ps.dedup.seal_due():
+                    item.ps.dedup.seal(keep=[new.chunk for new in chunks if new.ps is item.ps])
                     yield
-                state.append(StateRecord(chunk.partition, chunk_key(chunk.partition, chunk.seq),
-                                         orjson.dumps([chunk.newest_ts, triples])))
             # Cores before buckets (and dedup chunks before both): the changelog partition keeps
             # this order, so a flush cut short never leaves a bucket whose account decision or
             # first-seen ids are missing (a replay would decide them again, maybe otherwise).
@@ -184,7 +177,16 @@ class SnapshotEncoder:
                 for account in cores:
                     core = ps.cores.get(account)
                     if core is not None:
+                        # its changed message parts, then the core that lists them, then the
+                        # parts they supersede (the core is the commit point)
+                        written, superseded = core.encode_parts()
+                        for part, gen, data in written:
+                            state.append(StateRecord(
+                                p, message_part_key(p, account, part, gen), data))
                         state.append(StateRecord(p, core_key(p, account), core.encode()))
+                        for part, gen in superseded:
+                            state.append(StateRecord(
+                                p, message_part_key(p, account, part, gen), None))
                     done += 1
                     if done % self.RECORDS_PER_SLICE == 0:
                         yield
@@ -212,24 +214,28 @@ def _give_back(
     for item in work:
         item.ps.dirty_buckets |= item.buckets
         item.ps.dirty_cores |= item.cores
+        for account in item.cores:
+            core = item.ps.cores.get(account)
+            if core is not None:  # parts written under generations the changelog never got
+                core.dirty_parts = set(range(core.n_parts))
     for ps, deleted, markets in dead_keys:
         ps.dirty_deleted[:0] = deleted
         ps.dirty_markets |= markets
     for ps, before in marked:
         ps.mark.flushed, ps.mark.fingerprint = before.flushed, before.fingerprint
         ps.mark.flushed_rekeyed = before.flushed_rekeyed
-    for chunk in chunks:
-        ps = next(w.ps for w in work if w.partition == chunk.partition)
-        ps.chunks.pop(chunk.seq, None)
-        ps.new_ids[:0] = chunk.ids
-        ps.new_ids_ts = max(ps.new_ids_ts, chunk.newest_ts)
+    for new in chunks:
+        new.ps.dedup.give_back(new.chunk)
 
 
 def restore_partition(
-    items: Iterable[tuple[bytes, bytes]], market_of: Callable[[str], str]
+    items: Iterable[tuple[bytes, bytes]], market_of: Callable[[str], str],
+    dedup: DedupIndex | None = None,
 ) -> PartitionState:
-    """Rebuild one partition from its state records (after faust recovered the table)."""
-    ps = PartitionState()
+    """Rebuild one partition from its state records (after faust recovered the table);
+    ``dedup``: an empty index to load the dedup chunks into."""
+    ps = PartitionState(dedup)
+    parts: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
     for key, value in items:
         k = parse_state_key(key)
         if k.kind == BUCKET:
@@ -243,16 +249,23 @@ def restore_partition(
                 core.label = UNDECIDED
             elif core.label == ADMITTED:
                 ps.admitted.add(k.account)
+        elif k.kind == MESSAGES:
+            parts[(k.account, k.part, k.seq)] = (key, value)
         elif k.kind == DEDUP_CHUNK:
-            newest_ts, triples = orjson.loads(value)
-            ids = [((hi << 64) | lo, off) for hi, lo, off in triples]
-            ps.dedup.update(ids)
-            ps.chunks[k.seq] = DedupChunk(newest_ts, [h for h, _off in ids])
-            ps.chunk_seq = max(ps.chunk_seq, k.seq)
+            ps.dedup.load_chunk(decode_chunk(k.seq, value))
         elif k.kind == MARK:
             ps.mark = PartitionMark.decode(value)
         elif k.kind == MANIFEST:
             ps.manifest = StateManifest.decode(value)
+    for account, core in ps.cores.items():
+        for part, gen in core.part_gens.items():
+            found = parts.pop((account, part, gen), None)
+            if found is not None:
+                core.load_part(found[1])
+        if core.dirty_parts:  # messages of state written before parts: moved into parts
+            ps.dirty_cores.add(account)
+    for key, _value in parts.values():  # superseded: a flush cut short before their tombstones
+        ps.dirty_deleted.append(key)
     # Republished once (absolute totals): a crash may have come between a mark and them.
     for (account, res, idx), b in ps.buckets.items():
         market = market_of_other(account)

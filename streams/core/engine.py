@@ -34,8 +34,6 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import NamedTuple, Protocol
 
-from xxhash import xxh3_128_intdigest
-
 from schemas.events import Event, Rejected
 from schemas.validate import parse
 from streams.core.aggregates import (
@@ -48,6 +46,7 @@ from streams.core.aggregates import (
 )
 from streams.core.caps import LabelCaps
 from streams.core.changelog import Snapshot, SnapshotEncoder, restore_partition
+from streams.core.dedup import DedupIndex, MemoryRunStore, RunStore, id_key
 from streams.core.expiry import Expiry
 from streams.core.labels import OTHER_ACCOUNT
 from streams.core.manifest import StateManifest
@@ -84,8 +83,15 @@ def wall_ms() -> int:
 class Engine:
     """Applies events of the partitions this worker owns; see the module docstring for rules."""
 
-    def __init__(self, settings: Settings, now_ms: Callable[[], int] = wall_ms) -> None:
+    def __init__(
+        self, settings: Settings, now_ms: Callable[[], int] = wall_ms,
+        run_store: Callable[[int], RunStore] | None = None,
+    ) -> None:
+        """``run_store``: where partition ``p``'s sealed dedup runs live (the worker passes
+        RocksDB's, ``streams.store.rocks``; by default they stay in RAM)."""
         self.settings = settings
+        self.run_store: Callable[[int], RunStore] = run_store or (lambda p: MemoryRunStore())
+        self._stores: dict[int, RunStore] = {}
         self.windows: tuple[Window, ...] = settings.window_specs
         self.retention_ms = settings.retention_ms
         self.dedup_ms = max(int(settings.dedup_horizon_seconds * 1000), self.retention_ms)
@@ -130,9 +136,17 @@ class Engine:
     def partition(self, p: int) -> PartitionState:
         ps = self.partitions.get(p)
         if ps is None:
-            ps = self.partitions[p] = PartitionState()
+            ps = self.partitions[p] = PartitionState(DedupIndex(self._store(p)))
             ps.manifest, ps.manifest_dirty = self.manifest, True
         return ps
+
+    def _store(self, p: int) -> RunStore:
+        """Partition ``p``'s run store, emptied: its runs are rebuilt from the changelog."""
+        store = self._stores.get(p)
+        if store is None:
+            store = self._stores[p] = self.run_store(p)
+        store.clear()
+        return store
 
     def ingest_batch(
         self,
@@ -193,9 +207,10 @@ class Engine:
         now = max(wall, min(ps.mark.stream_time, self.wall_high))
         rejected = out.rejected.append
         forward = out.forwards.append
-        apply = self._apply
         partitions = self.topic_partitions
         replayed = 0
+        valid: list[tuple[int, Event]] = []
+        keep = valid.append
         for r in records:
             offset = r.offset
             if offset <= flushed:
@@ -212,7 +227,15 @@ class Engine:
                 if home != p:
                     forward(Forward(home, ev.account.encode(), raw or b"", p, offset))
                     continue
-            apply(ps, p, offset, ev, wall, out, rekeyed)
+            keep((offset, ev))
+        if valid:
+            # The index's older ids are looked up once for the whole batch (its runs hold still
+            # until the next snapshot); ids the batch itself adds are in ``recent``.
+            keys = [id_key(ev.account, ev.event_id) for _offset, ev in valid]
+            older = ps.dedup.older(keys)
+            apply = self._apply
+            for (offset, ev), key in zip(valid, keys, strict=True):
+                apply(ps, p, offset, ev, wall, out, rekeyed, key, older)
         if rekeyed:
             out.rekeyed_records += len(records)
         else:
@@ -236,7 +259,7 @@ class Engine:
 
     def _apply(
         self, ps: PartitionState, p: int, offset: int, ev: Event, wall: int, out: Outcome,
-        rekeyed: bool,
+        rekeyed: bool, key: bytes, older: dict[bytes, int],
     ) -> None:
         mark = ps.mark
         clock = mark.stream_time if self.event_clock else wall
@@ -249,18 +272,16 @@ class Engine:
             if self.event_clock:
                 clock = ts
         account = ev.account
-        # Scoped by account: one account's ids cannot suppress another's.
-        h = xxh3_128_intdigest(f"{account}\x00{ev.event_id}".encode())
         position = rekeyed_position(offset) if rekeyed else offset
-        first = ps.dedup.get(h)
+        dedup = ps.dedup
+        first = dedup.recent.get(key)
+        if first is None:
+            first = older.get(key)
         if first is not None and first != position:
             out.duplicates += 1
             return
         if first is None:
-            ps.dedup[h] = position
-            ps.new_ids.append((h, position))
-            if ts > ps.new_ids_ts:
-                ps.new_ids_ts = ts
+            dedup.add(key, position, ts)
         core = ps.cores.get(account)
         if core is None:
             core = ps.cores[account] = AccountCore()
@@ -349,7 +370,7 @@ class Engine:
         Raises ``StateMismatch`` (one line naming the setting) when the state was built with
         other settings; the partition is then left out. State without a manifest (empty, or
         written before manifests existed) is taken as built with these settings."""
-        ps = restore_partition(items, self.settings.market_of)
+        ps = restore_partition(items, self.settings.market_of, DedupIndex(self._store(p)))
         if ps.manifest is not None:
             ps.manifest.check(self.manifest, p)
         else:
@@ -359,7 +380,9 @@ class Engine:
 
     def drop(self, p: int) -> None:
         """Forget a revoked partition: its new owner rebuilds it from the changelog."""
-        self.partitions.pop(p, None)
+        ps = self.partitions.pop(p, None)
+        if ps is not None:
+            ps.dedup.clear()
 
     # --- reading ------------------------------------------------------------------------------
     def accounts(self) -> list[str]:

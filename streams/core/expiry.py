@@ -53,19 +53,18 @@ class Expiry:
             for mid in [mid for mid, m in core.messages.items() if m.ts < horizon]:
                 del core.messages[mid]
                 core.pending.discard(mid)
+                core.touch(mid)
                 changed = True
             for oid in list(core.orphans):
                 kept = [r for r in core.orphans[oid] if r[0] >= horizon]
                 if len(kept) != len(core.orphans[oid]):
                     changed = True
+                    core.touch(oid)
                     if kept:
                         core.orphans[oid] = kept
                     else:
                         del core.orphans[oid]
             if changed:
                 ps.dirty_cores.add(account)
-        dedup_floor = clock - self.dedup_ms
-        for seq in [s for s, chunk in ps.chunks.items() if chunk.newest_ts < dedup_floor]:
-            for h in ps.chunks.pop(seq).hashes:
-                ps.dedup.pop(h, None)
+        for seq in ps.dedup.expire(clock - self.dedup_ms):
             ps.dirty_deleted.append(chunk_key(p, seq))

@@ -4,6 +4,8 @@ State records (one table, keyed per input partition ``p``)::
 
     {p}:b:{account}:{resolution}:{bucket index}   a Bucket
     {p}:c:{account}                               an account core
+    {p}:q:{account}:{part}:{generation}           a part of an account's messages (its core
+                                                  lists the generation in force)
     {p}:d:{seq}                                   a dedup chunk
     {p}:m                                         the partition mark
     {p}:s                                         the state manifest (settings it was built with)
@@ -19,7 +21,7 @@ from typing import NamedTuple
 # (account, resolution index, bucket index): a plain tuple, built once per event and window.
 BucketKey = tuple[str, int, int]
 
-BUCKET, CORE, DEDUP_CHUNK, MARK, MANIFEST = "b", "c", "d", "m", "s"
+BUCKET, CORE, DEDUP_CHUNK, MARK, MANIFEST, MESSAGES = "b", "c", "d", "m", "s", "q"
 
 
 def bucket_key(p: int, k: BucketKey) -> bytes:
@@ -28,6 +30,10 @@ def bucket_key(p: int, k: BucketKey) -> bytes:
 
 def core_key(p: int, account: str) -> bytes:
     return f"{p}:{CORE}:{account}".encode()
+
+
+def message_part_key(p: int, account: str, part: int, generation: int) -> bytes:
+    return f"{p}:{MESSAGES}:{account}:{part}:{generation}".encode()
 
 
 def chunk_key(p: int, seq: int) -> bytes:
@@ -54,7 +60,8 @@ class StateKey(NamedTuple):
     kind: str
     account: str = ""
     bucket: BucketKey | None = None
-    seq: int = -1
+    seq: int = -1  # a dedup chunk's sequence number, a message part's generation
+    part: int = -1
 
 
 def parse_state_key(key: bytes) -> StateKey:
@@ -65,6 +72,8 @@ def parse_state_key(key: bytes) -> StateKey:
         return StateKey(p, kind, parts[2], (parts[2], int(parts[3]), int(parts[4])))
     if kind == CORE and len(parts) == 3:
         return StateKey(p, kind, parts[2])
+    if kind == MESSAGES and len(parts) == 5:
+        return StateKey(p, kind, parts[2], seq=int(parts[4]), part=int(parts[3]))
     if kind == DEDUP_CHUNK and len(parts) == 3:
         return StateKey(p, kind, seq=int(parts[2]))
     if kind in (MARK, MANIFEST) and len(parts) == 2:

@@ -3,22 +3,13 @@ last snapshot."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from streams.core.aggregates import AccountCore, Bucket, PartitionMark
+from streams.core.dedup import DedupIndex
 from streams.core.keys import BucketKey
 from streams.core.manifest import StateManifest
 
 # (market, resolution index, bucket index): one market total this partition publishes.
 MarketSlot = tuple[str, int, int]
-
-
-class DedupChunk(NamedTuple):
-    """The event id hashes first seen between two snapshots, and the newest ``ts`` among them:
-    the chunk expires as a whole once that ``ts`` is past the dedup horizon."""
-
-    newest_ts: int
-    hashes: list[int]
 
 
 def rekeyed_position(offset: int) -> int:
@@ -30,27 +21,22 @@ class PartitionState:
     """All state of one input partition."""
 
     __slots__ = (
-        "admitted", "buckets", "chunk_seq", "chunks", "cores", "dedup", "dirty_buckets",
-        "dirty_cores", "dirty_deleted", "dirty_markets", "last_fingerprint", "last_offset",
-        "manifest", "manifest_dirty", "mark", "market_totals", "new_ids", "new_ids_ts",
-        "next_lapse", "others", "rekeyed_last", "rekeyed_rewound_to", "rewound_to",
+        "admitted", "buckets", "cores", "dedup", "dirty_buckets", "dirty_cores",
+        "dirty_deleted", "dirty_markets", "last_fingerprint", "last_offset", "manifest",
+        "manifest_dirty", "mark", "market_totals", "next_lapse", "others", "rekeyed_last",
+        "rekeyed_rewound_to", "rewound_to",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, dedup: DedupIndex | None = None) -> None:
         self.mark = PartitionMark()
         # The settings the state was built with; written with the partition's first snapshot.
         self.manifest: StateManifest | None = None
         self.manifest_dirty = False
         self.buckets: dict[BucketKey, Bucket] = {}
         self.cores: dict[str, AccountCore] = {}
-        # hash of (account, event_id) -> the first (applied) record's position: its input offset,
-        # or ``rekeyed_position`` of its repartition-topic offset
-        self.dedup: dict[int, int] = {}
-        self.chunks: dict[int, DedupChunk] = {}  # by sequence number
-        self.chunk_seq = 0
-        # (event_id hash, offset) first seen since the last snapshot, and their newest ts
-        self.new_ids: list[tuple[int, int]] = []
-        self.new_ids_ts = -1
+        # (account, event_id) -> the first (applied) record's position: its input offset, or
+        # ``rekeyed_position`` of its repartition-topic offset (``streams.core.dedup``)
+        self.dedup = dedup if dedup is not None else DedupIndex()
         self.dirty_buckets: set[BucketKey] = set()
         self.dirty_cores: set[str] = set()
         self.dirty_deleted: list[bytes] = []  # state keys to tombstone

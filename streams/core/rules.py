@@ -50,6 +50,7 @@ from streams.core.aggregates import (
     Followers,
     Message,
     PlatformAgg,
+    own,
 )
 from streams.core.sketches import Hll, Quantiles
 from streams.core.windows import Window, WindowFloors
@@ -131,19 +132,23 @@ def _visit(a: PlatformAgg, ev: Event) -> None:
 def _conversion(a: PlatformAgg, ev: Event) -> None:
     a.counts[CONVERSIONS] += 1
     goal = ev.goal or ""
-    a.goals[goal] = a.goals.get(goal, 0) + 1
+    goals = a.goals = own(a.goals)
+    goals[goal] = goals.get(goal, 0) + 1
 
 
 def _purchase(a: PlatformAgg, ev: Event) -> None:
     a.counts[ORDERS] += 1
     cur = ev.currency or ""
-    a.revenue[cur] = a.revenue.get(cur, 0.0) + (ev.amount or 0.0)
-    a.orders_cur[cur] = a.orders_cur.get(cur, 0) + 1
+    revenue = a.revenue = own(a.revenue)
+    revenue[cur] = revenue.get(cur, 0.0) + (ev.amount or 0.0)
+    orders = a.orders_cur = own(a.orders_cur)
+    orders[cur] = orders.get(cur, 0) + 1
 
 
 def _spend(a: PlatformAgg, ev: Event) -> None:
     cur = ev.currency or ""
-    a.spend[cur] = a.spend.get(cur, 0.0) + (ev.amount or 0.0)
+    spend = a.spend = own(a.spend)
+    spend[cur] = spend.get(cur, 0.0) + (ev.amount or 0.0)
 
 
 def _survey(a: PlatformAgg, ev: Event) -> None:
@@ -206,11 +211,13 @@ def apply_campaign(b: Bucket, ev: Event) -> None:
     elif t == "purchase":
         ca = b.campaign(ev.campaign or "")
         cur = ev.currency or ""
-        ca.revenue[cur] = ca.revenue.get(cur, 0.0) + (ev.amount or 0.0)
+        revenue = ca.revenue = own(ca.revenue)
+        revenue[cur] = revenue.get(cur, 0.0) + (ev.amount or 0.0)
     elif t == "spend":
         ca = b.campaign(ev.campaign or "")
         cur = ev.currency or ""
-        ca.spend[cur] = ca.spend.get(cur, 0.0) + (ev.amount or 0.0)
+        spend = ca.spend = own(ca.spend)
+        spend[cur] = spend.get(cur, 0.0) + (ev.amount or 0.0)
 
 
 class AccountRules:
@@ -235,6 +242,7 @@ class AccountRules:
         if t == "comment" or t == "mention":
             msg = Message(ev.ts, ev.platform, ev.needs_response)
             core.messages[ev.event_id] = msg
+            core.touch(ev.event_id)
             waiting = core.orphans.pop(ev.event_id, None)
             if waiting:
                 horizon = clock - self.retention_ms
@@ -250,6 +258,7 @@ class AccountRules:
             found = core.messages.get(target)
             if found is not None and found.ts < clock - self.retention_ms:
                 found = None  # expired, whether or not a flush has dropped it yet
+            core.touch(target)
             if found is None:
                 core.orphans.setdefault(target, []).append([ev.ts, ev.platform, ev.resolved])
             else:

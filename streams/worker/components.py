@@ -1,6 +1,6 @@
-"""The worker's components, built once and wired together: the engine, its state table, the
-flusher and its adapters to Kafka, the market board, the repartition purger and the progress
-watchdog.
+"""The worker's components, built once and wired together: the engine and its dedup store, its
+state table, the flusher and its adapters to Kafka, the market board, the repartition purger and
+the progress watchdog.
 
 Agents, timers and HTTP handlers import their collaborators from here; the classes themselves
 take everything they use as arguments (so unit tests build them with fakes).
@@ -13,6 +13,7 @@ from typing import Any
 
 from streams.core.engine import Engine
 from streams.settings import STATE_TABLE
+from streams.store.rocks import RocksDatabase
 from streams.worker.app import app, health, settings
 from streams.worker.flusher import Flusher, FlushTopics
 from streams.worker.intake import BatchConsumer
@@ -53,7 +54,8 @@ class ConsumerAcks:
             consumer.forget_acks(self.topic, partitions)
 
 
-engine = Engine(settings)
+dedup_store = RocksDatabase(settings.dedup_store_path)
+engine = Engine(settings, run_store=dedup_store.run_store)
 board = MarketBoard(settings, market_mentions.get_topic_name())
 state = StateTable(
     app,
@@ -91,6 +93,15 @@ flusher = Flusher(
     rekeyed_acks=ConsumerAcks(repartitioned.get_topic_name()),
 )
 state.on_revoked.append(flusher.forget)
+
+
+def _note_committed(topic: str, offsets: dict[int, int]) -> None:
+    consumer = app.consumer
+    if isinstance(consumer, BatchConsumer):
+        consumer.note_committed(topic, offsets)
+
+
+state.on_committed.append(_note_committed)
 purger = RepartitionPurger(repartitioned.get_topic_name(), settings.kafka_client_kwargs)
 
 

@@ -86,6 +86,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if next_offset > self._acked_through.get(tp, -1):
             self._acked_through[tp] = next_offset
 
+    def note_committed(self, topic: str, offsets: Mapping[int, int]) -> None:
+        """The group's committed offsets as the broker reported them at a recovery: a worker
+        that takes over partitions with nothing new in them has committed nothing itself, yet
+        its partitions are not behind (the watchdog read them as stalled)."""
+        assignment = self.assignment()
+        for p, offset in offsets.items():
+            tp = TP(topic, p)
+            if tp in assignment and offset > self.confirmed_commits.get(tp, -1):
+                self.confirmed_commits[tp] = offset
+
     def forget_acks(self, topic: str, partitions: set[int]) -> None:
         """Partitions revoked: their next owner commits them."""
         for p in partitions:

@@ -57,6 +57,9 @@ class StateTable(faust.Table):
         # Called at every assignment with the input partitions it took away (maybe none),
         # before faust's own handling.
         self.on_revoked: list[RevokedHook] = []
+        # Called with (topic, partition -> offset) for the group's committed offsets that the
+        # recovery check read from the broker.
+        self.on_committed: list[Callable[[str, dict[int, int]], None]] = []
 
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
@@ -108,6 +111,8 @@ class StateTable(faust.Table):
                 log.warning("could not check the offsets of %s against the state: %r",
                             topic, exc)
                 return
+            for hook in self.on_committed:
+                hook(topic, facts.committed)
             for p, (flushed, fingerprint) in topic_marks.items():
                 end = facts.ends.get(p)
                 if end is None:

@@ -19,7 +19,7 @@ from tests.support.processes import ROOT, Broker
 
 pytestmark = pytest.mark.integration
 
-SECTIONS = ("THROUGHPUT", "LATENCY", "SCRAPE COST", "MEMORY")
+SECTIONS = ("THROUGHPUT", "LATENCY", "SCRAPE COST", "MEMORY", "DAY AT SCALE")
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -64,3 +64,14 @@ def test_bench_tiny_reports_every_section(kafka: Broker, tmp_path: Path) -> None
         assert _number(res["scrape"][field]) and res["scrape"][field] > 0
     for field in ("events", "rss_mib", "peak_rss_mib"):
         assert _number(res["memory"][field]) and res["memory"][field] > 0
+    day = res["scale"]
+    # a quarter, half and all of the records (about 12,000: the simulator's periodic records)
+    assert [p["target"] for p in day["points"]][:2] == [3_000, 6_000]
+    assert day["points"][-1]["events"] == day["exactness"]["records"]
+    ex = day["exactness"]
+    assert ex["duplicates_expected"] > 0 and ex["lost"] == 0 and ex["doubled"] == 0, ex
+    assert ex["duplicates_counted"] == ex["duplicates_expected"], ex
+    assert day["largest_state_record_bytes"]["bytes"] > 0
+    rec = day["recovery"]
+    assert rec["kpi_differences"] == [] and rec["kpi_series_compared"] > 0, rec
+    assert _number(rec["equal_kpis_s"]) and _number(rec["consuming_s"]), rec

@@ -11,6 +11,7 @@ they all run with the watchdog on, and one that exited with code 3 would fail it
 
 from __future__ import annotations
 
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -110,3 +111,29 @@ def test_a_stalled_worker_says_so_then_exits_for_its_supervisor(
     status, body = _ready(w2)
     assert status == 200, f"{body}\n{w2.tail()}"
     assert _scrape(w2)[1]["socialpulse_stalled_seconds"] == 0
+
+
+def test_a_worker_taking_over_partitions_with_nothing_new_is_not_stalled(
+    kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path,
+) -> None:
+    """Its predecessor applied and committed everything: the new owner has committed nothing
+    itself, yet nothing is waiting (the group's committed offsets say so)."""
+    env = {**worker_env, "SOCIALPULSE_STALL_WARN_SECONDS": str(WARN_S),
+           "SOCIALPULSE_STALL_EXIT_SECONDS": str(EXIT_S)}
+    w1 = new_worker(env, tmp_path).start()
+    workers.append(w1)
+    w1.wait_ready()
+    events = eventset.spread(300, span_s=60, end_ms=int(time.time() * 1000) - 60_000)
+    _produce(env, events)
+    _check(w1, env, kafka, len(events), one_process=True)
+    w1.kill(signal.SIGTERM)  # a clean stop: its last flush commits everything
+    assert w1.proc is not None and w1.proc.wait(timeout=60) == 0
+    w2 = new_worker(env, tmp_path, "w2").start()
+    workers.append(w2)
+    w2.wait_ready()
+    time.sleep(EXIT_S + 3)  # past both limits
+    assert w2.proc is not None and w2.proc.poll() is None, w2.tail()
+    status, body = _ready(w2)
+    assert status == 200, f"{body}\n{w2.tail()}"
+    assert "worker stalled" not in w2.log.read_text(errors="replace")
+    _check(w2, env, kafka, len(events), one_process=False)

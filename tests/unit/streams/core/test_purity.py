@@ -1,9 +1,10 @@
 """The layers import the right way: ``streams.core`` is pure, and no tool is imported by the
 worker.
 
-``streams.core`` may not import faust, aiokafka, aiohttp or prometheus_client, directly or
-through anything it imports; it may not import ``streams.worker``, ``streams.export`` or
-``streams.tools`` either. ``streams.worker``, ``streams.export`` and ``agents`` never import
+``streams.core`` may not import faust, aiokafka, aiohttp, prometheus_client or rocksdict,
+directly or through anything it imports; it may not import ``streams.worker``,
+``streams.export``, ``streams.store`` or ``streams.tools`` either (its dedup index takes a page
+store as an argument). ``streams.worker``, ``streams.export`` and ``agents`` never import
 ``streams.tools`` (tools drive the worker, never the reverse).
 """
 
@@ -18,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[4]
 STREAMS = ROOT / "streams"
-RUNTIME = ("faust", "aiokafka", "aiohttp", "prometheus_client")
+RUNTIME = ("faust", "aiokafka", "aiohttp", "prometheus_client", "rocksdict")
 
 
 def _modules(package: Path) -> list[str]:
@@ -51,7 +52,8 @@ def test_importing_the_core_loads_no_runtime_library() -> None:
 
 @pytest.mark.parametrize("path", sorted((STREAMS / "core").rglob("*.py")), ids=lambda p: p.name)
 def test_a_core_module_imports_nothing_outside_the_core(path: Path) -> None:
-    banned = (*RUNTIME, "streams.worker", "streams.export", "streams.tools", "agents")
+    banned = (*RUNTIME, "streams.worker", "streams.export", "streams.tools", "streams.store",
+              "agents")
     bad = sorted(m for m in _imports(path) if m.split(".")[0] in RUNTIME
                  or any(m == b or m.startswith(b + ".") for b in banned))
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

@@ -1,0 +1,1 @@
+"""Local disk stores: what grows with events lives here instead of in RAM (RocksDB)."""
