@@ -39,7 +39,7 @@ _HALVES = np.dtype(">u8")
 
 CHUNK_MAX_IDS = 1 << 16  # ids per chunk record (1.5 MiB, far below the changelog's limit)
 PAGE_IDS = 1024  # ids per page of a sealed run (32 KiB)
-SEAL_AT = 1 << 20  # ids in RAM chunks before they are sealed into a run on the store
+SEAL_AT = 1 << 18  # ids in RAM chunks (32 bytes each) before they are sealed into a run
 _FILTER_BITS_PER_ID = 16
 _FILTER_K = 8  # bits set per id, all in one 64-bit word (a blocked Bloom filter)
 

@@ -20,7 +20,7 @@ from streams.worker.intake import BatchConsumer
 from streams.worker.market_board import MarketBoard
 from streams.worker.outlet import OutRecord, send_all
 from streams.worker.purger import RepartitionPurger
-from streams.worker.state_table import CHANGELOG_MAX_BYTES, StateTable
+from streams.worker.state_table import CHANGELOG_MAX_BYTES, CHANGELOG_SEGMENT_BYTES, StateTable
 from streams.worker.topics import dead_letters, interactions, market_mentions, repartitioned
 from streams.worker.watchdog import ProgressWatchdog
 
@@ -66,7 +66,12 @@ state = StateTable(
     beacon=app.tables.beacon,
     partitions=settings.topic_partitions,
     help="socialpulse aggregates: buckets, account cores, dedup chunks, partition marks.",
-    extra_topic_configs={"max.message.bytes": str(CHANGELOG_MAX_BYTES)},
+    # Small segments and an eager cleaner: every flush rewrites the buckets it touched, and only
+    # closed segments are compacted, so with the default 1 GiB segments a recovery re-read
+    # about one changelog record per event applied.
+    extra_topic_configs={"max.message.bytes": str(CHANGELOG_MAX_BYTES),
+                         "segment.bytes": str(CHANGELOG_SEGMENT_BYTES),
+                         "min.cleanable.dirty.ratio": "0.1"},
     engine=engine,
     health=health,
     input_topic=interactions.get_topic_name(),

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # The largest state record the changelog accepts (its topic's max.message.bytes).
 CHANGELOG_MAX_BYTES = 8 * 1024 * 1024
+# Its segments (topic segment.bytes): the log cleaner compacts closed segments only.
+CHANGELOG_SEGMENT_BYTES = 32 * 1024 * 1024
 
 RevokedHook = Callable[[set[int]], Awaitable[None]]
 # The recovery checks of the input's offsets give up after this (and the worker goes on).

@@ -118,8 +118,7 @@ def test_a_worker_taking_over_partitions_with_nothing_new_is_not_stalled(
 ) -> None:
     """Its predecessor applied and committed everything: the new owner has committed nothing
     itself, yet nothing is waiting (the group's committed offsets say so)."""
-    env = {**worker_env, "SOCIALPULSE_STALL_WARN_SECONDS": str(WARN_S),
-           "SOCIALPULSE_STALL_EXIT_SECONDS": str(EXIT_S)}
+    env = worker_env
     w1 = new_worker(env, tmp_path).start()
     workers.append(w1)
     w1.wait_ready()
@@ -128,7 +127,8 @@ def test_a_worker_taking_over_partitions_with_nothing_new_is_not_stalled(
     _check(w1, env, kafka, len(events), one_process=True)
     w1.kill(signal.SIGTERM)  # a clean stop: its last flush commits everything
     assert w1.proc is not None and w1.proc.wait(timeout=60) == 0
-    w2 = new_worker(env, tmp_path, "w2").start()
+    w2 = new_worker(env, tmp_path, "w2", SOCIALPULSE_STALL_WARN_SECONDS=str(WARN_S),
+                    SOCIALPULSE_STALL_EXIT_SECONDS=str(EXIT_S)).start()
     workers.append(w2)
     w2.wait_ready()
     time.sleep(EXIT_S + 3)  # past both limits
