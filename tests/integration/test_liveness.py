@@ -127,11 +127,12 @@ def test_a_worker_taking_over_partitions_with_nothing_new_is_not_stalled(
     _check(w1, env, kafka, len(events), one_process=True)
     w1.kill(signal.SIGTERM)  # a clean stop: its last flush commits everything
     assert w1.proc is not None and w1.proc.wait(timeout=60) == 0
-    w2 = new_worker(env, tmp_path, "w2", SOCIALPULSE_STALL_WARN_SECONDS=str(WARN_S),
-                    SOCIALPULSE_STALL_EXIT_SECONDS=str(EXIT_S)).start()
+    warn_s, exit_s = 2, 6  # its own: nothing at all should move
+    w2 = new_worker(env, tmp_path, "w2", SOCIALPULSE_STALL_WARN_SECONDS=str(warn_s),
+                    SOCIALPULSE_STALL_EXIT_SECONDS=str(exit_s)).start()
     workers.append(w2)
     w2.wait_ready()
-    time.sleep(EXIT_S + 3)  # past both limits
+    time.sleep(exit_s + 3)  # past both limits
     assert w2.proc is not None and w2.proc.poll() is None, w2.tail()
     status, body = _ready(w2)
     assert status == 200, f"{body}\n{w2.tail()}"

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.tools.local_kafka import free_port
 from streams.tools.preflight import ensure_topics
 from tests.support import eventset, oracle
 from tests.support.harness import (
@@ -145,7 +146,7 @@ def test_two_workers_export_at_most_the_account_cap(
     asyncio.run(_produce_round_robin(env, spread, null_keys=0.0))
     w1 = new_worker(env, tmp_path, name="w1").start()
     w2 = new_worker(env, tmp_path, name="w2",
-                    SOCIALPULSE_WEB_PORT=str(int(env["SOCIALPULSE_WEB_PORT"]) + 1),
+                    SOCIALPULSE_WEB_PORT=str(free_port()),  # not port + 1: that may be taken
                     SOCIALPULSE_DATA_DIR=str(tmp_path / "worker2")).start()
     workers.extend([w1, w2])
     w1.wait_ready()
