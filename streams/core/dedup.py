@@ -9,7 +9,7 @@ filter in front of each):
   sorted run kept in RAM (``_Run``), looked up with one vectorised ``searchsorted`` per batch.
 * Once the chunks in RAM hold ``seal_at`` ids they are merged into one sealed run: sorted pages
   in the ``RunStore`` (RocksDB in the worker, ``streams.store.rocks``), with a blocked Bloom
-  filter (16 bits an id, about 0.2 % false positives) and the first hash of every page in RAM.
+  filter (16 bits an id, about 0.5 % false positives) and the first hash of every page in RAM.
   A batch tests every sealed filter at once; only the few ids a filter lets through cost a read.
 * Expiry works per chunk, as before: a chunk whose newest ``ts`` is older than the dedup horizon
   is tombstoned and its ids count as absent (every entry carries its chunk's newest ``ts``, and
@@ -237,9 +237,6 @@ class DedupIndex:
         self.ram_ids = 0  # ids in runs not sealed yet
         self.floor = -1  # ids of chunks whose newest ts is below this are gone
         self._next_run = 0
-
-    def __len__(self) -> int:
-        return len(self.recent) + sum(r.size for r in self.runs)
 
     # --- lookups --------------------------------------------------------------------------
     def older(self, keys: Sequence[bytes]) -> dict[bytes, int]:

@@ -61,9 +61,6 @@ class RocksDatabase:
             store = self._stores[partition] = RocksRunStore(self.db, partition)
         return store
 
-    def disk_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())
-
     def close(self) -> None:
         self.db.close()
 
