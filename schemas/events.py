@@ -66,6 +66,8 @@ class Event:
     url: str | None = None
     in_reply_to: str | None = None
     resolved: bool = False
+    agent: str | None = None
+    team: str | None = None
     count: int | None = None
     pages: int | None = None
     bounced: bool = False

@@ -195,6 +195,13 @@ def _own_mention(obj: dict[str, Any], ev: Event) -> None:
 def _own_reply(obj: dict[str, Any], ev: Event) -> None:
     ev.in_reply_to = _id_string(obj.get("in_reply_to"), "in_reply_to")
     ev.resolved = _opt_bool(obj.get("resolved"), "resolved")
+    # The care staff who answered: pseudonymous slugs (labels, so never a person's name).
+    agent = obj.get("agent")
+    if agent is not None:
+        ev.agent = _slug(agent, "agent")
+    team = obj.get("team")
+    if team is not None:
+        ev.team = _slug(team, "team")
 
 
 def _own_followers(obj: dict[str, Any], ev: Event) -> None:

@@ -7,6 +7,7 @@ Every knob is an environment variable with the ``SOCIALPULSE_`` prefix
 
 from __future__ import annotations
 
+import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from streams.core.schedule import NO_SCHEDULES, BusinessHours, BusinessSchedules, parse_schedules
 from streams.core.windows import Window, parse_duration
 
 
@@ -97,6 +99,9 @@ class Settings(BaseSettings):
     # below the broker's default max.message.bytes (1 MiB) and the flush's batch (512 KiB).
     dead_letter_max_bytes: int = Field(default=256 * 1024, ge=1024, le=448 * 1024)
     response_sla_seconds: float = Field(default=3600.0, gt=0)
+    # A TOML file of business hours (SPEC §3, care; ``streams.core.schedule``): an account with
+    # a schedule also gets business-hours response times, and its SLA counts business hours.
+    business_hours_file: Path | None = None
     # account -> market, as "acme=coffee,rival=coffee"; unlisted accounts are in default_market.
     markets: Annotated[dict[str, str], NoDecode] = {}
     default_market: str = "default"
@@ -107,6 +112,9 @@ class Settings(BaseSettings):
     max_platforms_per_account: int = Field(default=20, ge=1)
     max_goals_per_account: int = Field(default=20, ge=1)
     max_currencies_per_account: int = Field(default=10, ge=1)
+    # Care staff on replies (SPEC §1: ``agent`` and ``team``), capped per account the same way.
+    max_agents_per_account: int = Field(default=50, ge=1)
+    max_teams_per_account: int = Field(default=10, ge=1)
 
     @field_validator("windows", mode="before")
     @classmethod
@@ -126,6 +134,23 @@ class Settings(BaseSettings):
         if self.stall_exit_seconds < self.stall_warn_seconds:
             raise ValueError("stall_exit_seconds must be >= stall_warn_seconds")
         return self
+
+    @field_validator("business_hours_file")
+    @classmethod
+    def _business_hours(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_business_hours(path)  # a bad file is a bad setting: refused at start
+        return path
+
+    @cached_property
+    def business_hours(self) -> BusinessSchedules:
+        """The schedules of ``business_hours_file`` (none without one)."""
+        path = self.business_hours_file
+        return NO_SCHEDULES if path is None else read_business_hours(path)
+
+    def business_hours_of(self, account: str) -> BusinessHours | None:
+        """The schedule ``account`` follows, if any."""
+        return self.business_hours.of(account, self.market_of(account))
 
     @field_validator("markets", mode="before")
     @classmethod
@@ -197,6 +222,21 @@ class Settings(BaseSettings):
                 self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
             )
         return kwargs
+
+
+def read_business_hours(path: Path) -> BusinessSchedules:
+    """Parse a business-hours TOML file; ``ValueError`` in one line when it cannot serve."""
+    try:
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not TOML: {exc}") from None
+    try:
+        return parse_schedules(doc)
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r}: {exc}") from None
 
 
 # The name of the worker's one faust table (its changelog topic is named after it).

@@ -17,6 +17,7 @@ import pytest
 
 from streams.settings import Settings
 from streams.tools.local_kafka import free_port
+from tests.support import eventset
 from tests.support.processes import FULL, ROOT, Broker, Figure, WorkerProc
 
 
@@ -74,6 +75,9 @@ def worker_env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
         "SOCIALPULSE_WINDOWS": "1m,5m,20m",
         "SOCIALPULSE_GRACE_SECONDS": "60",
         "SOCIALPULSE_MARKETS": "acme=coffee,globex=coffee",
+        # acme and globex with business hours, the others without; an SLA the traffic passes
+        "SOCIALPULSE_BUSINESS_HOURS_FILE": str(eventset.BUSINESS_HOURS),
+        "SOCIALPULSE_RESPONSE_SLA_SECONDS": "120",
         "SOCIALPULSE_LOG_LEVEL": "INFO",
         "SOCIALPULSE_FLUSH_INTERVAL_SECONDS": "1",
         "PYTHONPATH": str(ROOT),

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from xxhash import xxh3_64_intdigest, xxh32_intdigest
 
-from streams.core.sketches import Hll, Quantiles
+from streams.core.sketches import Hll, Quantiles, TopItems
 
 # Counter slots of a PlatformAgg. A flat list beats attributes for merge and encode.
 (
@@ -153,16 +153,35 @@ class CampaignAgg:
         self.spend = _merge_sum(self.spend, other.spend)
 
 
+# What the top posts are ranked by (SPEC §3, top posts), and the event types each counts.
+POST_RANKINGS: dict[str, frozenset[str]] = {
+    "engagements": frozenset({"like", "comment", "share", "save"}),
+    "impressions": frozenset({"impression"}),
+    "clicks": frozenset({"click"}),
+}
+RANKING_OF: dict[str, str] = {t: k for k, types in POST_RANKINGS.items() for t in types}
+
+
 class Bucket:
     """One (account, resolution, bucket index) record."""
 
-    __slots__ = ("applied", "applied_rekeyed", "campaigns", "platforms")
+    __slots__ = ("applied", "applied_rekeyed", "campaigns", "platforms", "posts")
 
     def __init__(self) -> None:
         self.platforms: dict[str, PlatformAgg] = {}
         self.campaigns: dict[str, CampaignAgg] = EMPTY
+        # ranking (``POST_RANKINGS``) -> heavy hitters of the post ids of the bucket's events
+        self.posts: dict[str, TopItems] = EMPTY
         self.applied = -1
         self.applied_rekeyed = -1
+
+    def add_post(self, ranking: str, post_id: str) -> None:
+        sk = self.posts.get(ranking)
+        if sk is None:
+            if self.posts is EMPTY:
+                self.posts = {}
+            sk = self.posts[ranking] = TopItems()
+        sk.add(post_id)
 
     def platform(self, name: str) -> PlatformAgg:
         agg = self.platforms.get(name)
@@ -185,6 +204,7 @@ class Bucket:
                 "r": self.applied_rekeyed,
                 "p": {k: v.to_obj() for k, v in self.platforms.items()},
                 "c": {k: [v.counts, v.revenue, v.spend] for k, v in self.campaigns.items()},
+                "t": {k: v.to_b64() for k, v in self.posts.items()},
             }
         )
 
@@ -201,6 +221,9 @@ class Bucket:
             if b.campaigns is EMPTY:
                 b.campaigns = {}
             b.campaigns[k] = ca
+        posts = obj.get("t")  # .get: buckets written before top posts
+        if posts:
+            b.posts = {k: TopItems.from_b64(v) for k, v in posts.items()}
         return b
 
 
@@ -259,26 +282,71 @@ class Followers:
         return self.snap_count + self.folded + sum(self.deltas.values())
 
 
+def _sketch_obj(q: Quantiles | None) -> list[Any] | None:
+    return q.to_obj() if q is not None and q.count else None
+
+
+def _sketch(obj: list[Any] | None) -> Quantiles | None:
+    return Quantiles.from_obj(obj) if obj else None
+
+
 class CareSlot:
     """Care of one platform in one bucket: messages answered and resolved (counted at the
-    message's time) and response times (at the reply's time)."""
+    message's time) and response times (at the reply's time), in all hours and in the
+    account's business hours (``business``: only for an account with a schedule)."""
 
-    __slots__ = ("answered", "resolved", "response")
+    __slots__ = ("answered", "business", "resolved", "response")
 
     def __init__(
-        self, answered: float = 0, resolved: float = 0, response: Quantiles | None = None
+        self, answered: float = 0, resolved: float = 0, response: Quantiles | None = None,
+        business: Quantiles | None = None,
     ) -> None:
         self.answered = answered
         self.resolved = resolved
         self.response = response
+        self.business = business
 
     def to_obj(self) -> list[Any]:
-        q = self.response
-        return [self.answered, self.resolved, q.to_obj() if q and q.count else None]
+        return [self.answered, self.resolved, _sketch_obj(self.response),
+                _sketch_obj(self.business)]
 
     @classmethod
     def from_obj(cls, obj: list[Any]) -> CareSlot:
-        return cls(obj[0], obj[1], Quantiles.from_obj(obj[2]) if obj[2] else None)
+        # three fields in slots written before business hours
+        return cls(obj[0], obj[1], _sketch(obj[2]), _sketch(obj[3]) if len(obj) > 3 else None)
+
+
+# The kinds of care staff a reply names (SPEC §1: ``agent``, ``team``); a staff slot's key is
+# ``"{kind}:{slug}"`` (a slug has no colon).
+STAFF_KINDS: tuple[str, ...] = ("agent", "team")
+
+
+def staff_key(kind: str, slug: str) -> str:
+    return f"{kind}:{slug}"
+
+
+class StaffSlot:
+    """What one agent or team did in one bucket, all at the reply's time: replies, those marked
+    resolved, and the response times of the replies that met their message."""
+
+    __slots__ = ("business", "replies", "resolved", "response")
+
+    def __init__(
+        self, replies: float = 0, resolved: float = 0, response: Quantiles | None = None,
+        business: Quantiles | None = None,
+    ) -> None:
+        self.replies = replies
+        self.resolved = resolved
+        self.response = response
+        self.business = business
+
+    def to_obj(self) -> list[Any]:
+        return [self.replies, self.resolved, _sketch_obj(self.response),
+                _sketch_obj(self.business)]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> StaffSlot:
+        return cls(obj[0], obj[1], _sketch(obj[2]), _sketch(obj[3]))
 
 
 # Messages and orphan replies of one account are written in parts of about this many entries
@@ -308,9 +376,9 @@ class AccountCore:
     """The per-account record of state that is not a plain function of one bucket's events."""
 
     __slots__ = (
-        "applied", "applied_rekeyed", "campaigns", "care", "clv", "currencies", "dirty_parts",
-        "followers", "goals", "label", "messages", "n_parts", "orphans", "part_gens", "pending",
-        "platforms", "seen_bucket",
+        "agents", "applied", "applied_rekeyed", "campaigns", "care", "clv", "currencies",
+        "dirty_parts", "followers", "goals", "label", "messages", "n_parts", "orphans",
+        "part_gens", "pending", "platforms", "seen_bucket", "staff", "teams",
     )
 
     def __init__(self) -> None:
@@ -327,7 +395,8 @@ class AccountCore:
         # platform -> currency -> [revenue, customers HLL]
         self.clv: dict[str, dict[str, list[Any]]] = {}
         self.messages: dict[str, Message] = {}
-        # in_reply_to -> [[reply ts, platform, resolved], ...] for replies seen before the message
+        # in_reply_to -> [[reply ts, platform, resolved, agent, team], ...] for replies seen
+        # before the message (three fields in state written before agents)
         self.orphans: dict[str, list[list[Any]]] = {}
         # Messages and orphans are written in ``n_parts`` records of their own (``message_part``),
         # each under a new generation when it changes; the core lists the generation of each,
@@ -337,6 +406,8 @@ class AccountCore:
         self.dirty_parts: set[int] = set()
         # (resolution index, bucket index) -> platform -> care of that bucket
         self.care: dict[tuple[int, int], dict[str, CareSlot]] = {}
+        # (resolution index, bucket index) -> staff key (``staff_key``) -> what it did there
+        self.staff: dict[tuple[int, int], dict[str, StaffSlot]] = {}
         # ids of messages needing a response that have none yet (derived from messages)
         self.pending: set[str] = set()
         # campaigns admitted under the per-account cap; only ever grows
@@ -345,6 +416,9 @@ class AccountCore:
         self.platforms: set[str] = set()
         self.goals: set[str] = set()
         self.currencies: set[str] = set()
+        # agents and teams admitted under their per-account caps; only ever grow
+        self.agents: set[str] = set()
+        self.teams: set[str] = set()
 
     def touch(self, message_id: str) -> None:
         """A message or its orphan replies changed: its part is written with the core."""
@@ -408,6 +482,15 @@ class AccountCore:
             slot = per[platform] = CareSlot()
         return slot
 
+    def staff_slot(self, res: int, idx: int, key: str) -> StaffSlot:
+        per = self.staff.get((res, idx))
+        if per is None:
+            per = self.staff[(res, idx)] = {}
+        slot = per.get(key)
+        if slot is None:
+            slot = per[key] = StaffSlot()
+        return slot
+
     def encode(self) -> bytes:
         return orjson.dumps(
             {
@@ -426,6 +509,10 @@ class AccountCore:
                 "p": sorted(self.platforms),
                 "g": sorted(self.goals),
                 "u": sorted(self.currencies),
+                "s": [[r, i, {k: s.to_obj() for k, s in per.items()}]
+                      for (r, i), per in self.staff.items()],
+                "ag": sorted(self.agents),
+                "tm": sorted(self.teams),
             }
         )
 
@@ -465,6 +552,11 @@ class AccountCore:
         c.currencies = set(obj.get("u", ()))
         for r, i, per in obj["c"]:
             c.care[(r, i)] = {p: CareSlot.from_obj(s) for p, s in per.items()}
+        # .get: cores written before care staff
+        for r, i, per in obj.get("s", ()):
+            c.staff[(r, i)] = {k: StaffSlot.from_obj(s) for k, s in per.items()}
+        c.agents = set(obj.get("ag", ()))
+        c.teams = set(obj.get("tm", ()))
         return c
 
 

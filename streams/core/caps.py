@@ -1,5 +1,6 @@
 """Label caps (SPEC §4): how many accounts a deployment exports, and per account how many
-campaigns, platforms, goals and currencies; an event over a cap counts under ``_other``.
+campaigns, platforms, goals, currencies, agents and teams; an event over a cap counts under
+``_other``.
 
 The account cap bounds the deployment, not a worker: each input partition holds a fixed share of
 ``max_accounts`` slots (``account_share``), so any number of workers, owning any partitions,
@@ -39,6 +40,8 @@ class LabelCaps:
         self.max_platforms = settings.max_platforms_per_account
         self.max_goals = settings.max_goals_per_account
         self.max_currencies = settings.max_currencies_per_account
+        self.max_agents = settings.max_agents_per_account
+        self.max_teams = settings.max_teams_per_account
         # A decision is remembered per bucket of this length (the largest window's), and lapses
         # once that bucket is older than the retention horizon.
         self.decision_ms = decision_ms
@@ -99,7 +102,8 @@ class LabelCaps:
             out.overflow_accounts += 1
             label = other_of_market(self.settings.market_of(account))
             ps.others.add(label)
-            ev.campaign = None
+            # "_other" stands for many accounts: no campaign or staff series of its own
+            ev.campaign = ev.agent = ev.team = None
             account = OTHER_ACCOUNT
             holder = ps.cores.get(account)
             if holder is None:
@@ -132,6 +136,14 @@ class LabelCaps:
                 core.currencies, ev.currency, self.max_currencies, fresh, ps, account):
             out.overflow("currency")
             ev.currency = OTHER_LABEL
+        if ev.agent is not None and ev.agent not in core.agents and not _admit_label(
+                core.agents, ev.agent, self.max_agents, fresh, ps, account):
+            out.overflow("agent")
+            ev.agent = OTHER_LABEL
+        if ev.team is not None and ev.team not in core.teams and not _admit_label(
+                core.teams, ev.team, self.max_teams, fresh, ps, account):
+            out.overflow("team")
+            ev.team = OTHER_LABEL
         return label
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Scope = Literal["window", "current", "campaign"]
+Scope = Literal["window", "current", "campaign", "agent", "team"]
+# Scopes whose second label names something other than a platform (``social_<scope>_<kpi>``).
+NAMED_SCOPES: tuple[Scope, ...] = ("campaign", "agent", "team")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +29,13 @@ class KpiMetric:
 
     @property
     def name(self) -> str:
-        prefix = "social_campaign_" if self.scope == "campaign" else "social_"
+        prefix = f"social_{self.scope}_" if self.scope in NAMED_SCOPES else "social_"
         return prefix + self.key
 
     @property
     def labels(self) -> tuple[str, ...]:
-        if self.scope == "campaign":
-            return ("account", "campaign", "window", *self.extra)
+        if self.scope in NAMED_SCOPES:
+            return ("account", self.scope, "window", *self.extra)
         if self.scope == "current":
             return ("account", "platform", *self.extra)
         return ("account", "platform", "window", *self.extra)
@@ -85,6 +87,8 @@ _W: list[tuple[str, str, tuple[str, ...]]] = [
     # Care and satisfaction
     ("response_time_seconds", "Reply time to comments and mentions (DDSketch quantile).",
      ("quantile",)),
+    ("response_time_business_seconds",
+     "Reply time counting only the account's business hours (DDSketch quantile).", ("quantile",)),
     ("replies", "Replies by the brand in the window.", ()),
     ("needs_response", "Comments and mentions needing a response in the window.", ()),
     ("response_ratio", "Answered / needing response.", ()),
@@ -116,12 +120,32 @@ _K: list[tuple[str, str, tuple[str, ...]]] = [
     ("roi_ratio", "Campaign (revenue - spend) / spend, per currency.", ("currency",)),
 ]
 
+# Per care agent and per team (SPEC §3, care by staff): the same four for each.
+_S: list[tuple[str, str, tuple[str, ...]]] = [
+    ("replies", "Replies by the {0} in the window.", ()),
+    ("resolution_ratio", "Replies of the {0} marked resolved / replies of the {0}.", ()),
+    ("response_time_seconds", "Reply time of the {0}'s replies (DDSketch quantile).",
+     ("quantile",)),
+    ("response_time_business_seconds",
+     "Reply time of the {0}'s replies in business hours (DDSketch quantile).", ("quantile",)),
+]
+
+
+def _kind(extra: tuple[str, ...]) -> Literal["gauge", "summary"]:
+    return "summary" if "quantile" in extra else "gauge"
+
+
 WINDOW_KPIS: tuple[KpiMetric, ...] = tuple(
-    KpiMetric(k, h, "window", e, "summary" if "quantile" in e else "gauge") for k, h, e in _W
+    KpiMetric(k, h, "window", e, _kind(e)) for k, h, e in _W
 )
 CURRENT_KPIS: tuple[KpiMetric, ...] = tuple(KpiMetric(k, h, "current", e) for k, h, e in _C)
 CAMPAIGN_KPIS: tuple[KpiMetric, ...] = tuple(KpiMetric(k, h, "campaign", e) for k, h, e in _K)
-ALL_KPIS: tuple[KpiMetric, ...] = WINDOW_KPIS + CURRENT_KPIS + CAMPAIGN_KPIS
+AGENT_KPIS: tuple[KpiMetric, ...] = tuple(
+    KpiMetric(k, h.format("agent"), "agent", e, _kind(e)) for k, h, e in _S)
+TEAM_KPIS: tuple[KpiMetric, ...] = tuple(
+    KpiMetric(k, h.format("team"), "team", e, _kind(e)) for k, h, e in _S)
+ALL_KPIS: tuple[KpiMetric, ...] = (
+    WINDOW_KPIS + CURRENT_KPIS + CAMPAIGN_KPIS + AGENT_KPIS + TEAM_KPIS)
 SUMMARY_PARTS: tuple[str, ...] = ("_count", "_sum")
 
 

@@ -39,6 +39,7 @@ from schemas.validate import parse
 from streams.core.aggregates import (
     ADMITTED,
     OVERFLOW,
+    RANKING_OF,
     UNDECIDED,
     AccountCore,
     Bucket,
@@ -102,7 +103,8 @@ class Engine:
         self.future_ms = int(settings.future_tolerance_seconds * 1000)
         self.caps = LabelCaps(settings, self.windows[-1].bucket_ms, self.retention_ms)
         self.topic_partitions = settings.topic_partitions
-        self.account_rules = AccountRules(self.windows, self.retention_ms)
+        self.account_rules = AccountRules(self.windows, self.retention_ms,
+                                          settings.business_hours_of)
         self.expiry = Expiry(self.windows, self.retention_ms, self.dedup_ms, self.caps)
         self.encoder = SnapshotEncoder()
         self._floors = WindowFloors(self.windows)
@@ -299,7 +301,9 @@ class Engine:
         if (core.label == ADMITTED and platform in core.platforms
                 and (ev.campaign is None or ev.campaign in core.campaigns)
                 and (ev.goal is None or ev.goal in core.goals)
-                and (ev.currency is None or ev.currency in core.currencies)):
+                and (ev.currency is None or ev.currency in core.currencies)
+                and (ev.agent is None or ev.agent in core.agents)
+                and (ev.team is None or ev.team in core.teams)):
             label = account  # everything admitted already (most events)
         else:
             label = self.caps.relabel(ps, core, ev, offset, rekeyed, out)
@@ -308,6 +312,9 @@ class Engine:
         rule = self._bucket_rules.get(etype)
         floors = self._floors.at(clock)
         market = self.settings.market_of(account) if etype == "mention" else ""
+        # Top posts are ranked per account: not for "_other", which stands for many.
+        ranking = RANKING_OF.get(etype) if ev.post_id is not None and label == account else None
+        post_id = ev.post_id or ""
         for res, w in enumerate(self.windows):
             idx = ts // w.bucket_ms
             if idx < floors[res]:
@@ -331,6 +338,8 @@ class Engine:
                 ps.add_mentions(market, res, idx, ev.platform, 1)
             if ev.campaign is not None:
                 apply_campaign(b, ev)
+            if ranking is not None:
+                b.add_post(ranking, post_id)
         if offset > applied and etype in CORE_TYPES:
             if rekeyed:
                 core.applied_rekeyed = offset
@@ -405,6 +414,17 @@ class Engine:
             core = ps.cores.get(account)
             if core is not None and core.label == ADMITTED:
                 yield core
+
+    def iter_named_cores(self, account: str) -> Iterator[tuple[str, AccountCore]]:
+        """``iter_cores`` with each core's own account name."""
+        other = account == OTHER_ACCOUNT
+        for ps in self.partitions.values():
+            if other:
+                yield from ((n, c) for n, c in ps.cores.items() if c.label == OVERFLOW)
+                continue
+            core = ps.cores.get(account)
+            if core is not None and core.label == ADMITTED:
+                yield account, core
 
     def window_buckets(self, account: str, res: int, now: int) -> Iterator[Bucket]:
         """The buckets of an exported account in window ``res`` ending at ``now`` (for

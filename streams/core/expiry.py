@@ -50,6 +50,9 @@ class Expiry:
             for ck in [ck for ck in core.care if ck[1] < floors[ck[0]]]:
                 del core.care[ck]
                 changed = True
+            for ck in [ck for ck in core.staff if ck[1] < floors[ck[0]]]:
+                del core.staff[ck]
+                changed = True
             for mid in [mid for mid, m in core.messages.items() if m.ts < horizon]:
                 del core.messages[mid]
                 core.pending.discard(mid)

@@ -73,6 +73,7 @@ def window_rows(
     response: Quantiles | None,
     followers: float | None,
     market_mentions: float,
+    business: Quantiles | None = None,
 ) -> list[Row]:
     """Every windowed KPI of one (account, platform or all, window)."""
     c = agg.counts
@@ -136,11 +137,8 @@ def window_rows(
         _put(rows, "cost_per_lead", ratio(spend, leads), (cur,))
         _put(rows, "roi_ratio", ratio(agg.revenue.get(cur, 0.0) - spend, spend), (cur,))
     # Care and satisfaction
-    if response is not None and response.count:
-        for q in RESPONSE_QUANTILES:
-            _put(rows, "response_time_seconds", response.quantile(q), (str(q),))
-        _put(rows, "response_time_seconds_count", response.count)
-        _put(rows, "response_time_seconds_sum", response.total)
+    _summary(rows, "response_time_seconds", response)
+    _summary(rows, "response_time_business_seconds", business)
     _put(rows, "replies", c[REPLIES])
     _put(rows, "needs_response", c[NEEDS_RESPONSE])
     _put(rows, "response_ratio", ratio(answered, c[NEEDS_RESPONSE]))
@@ -153,6 +151,28 @@ def window_rows(
     _put(rows, "nps", nps * 100 if nps is not None else None)
     _put(rows, "reviews", c[REVIEWS])
     _put(rows, "average_rating", ratio(c[RATING_SUM], c[REVIEWS]))
+    return rows
+
+
+def _summary(rows: list[Row], key: str, sketch: Quantiles | None) -> None:
+    """The quantiles, ``_count`` and ``_sum`` of a response-time sketch (none when empty)."""
+    if sketch is None or not sketch.count:
+        return
+    for q in RESPONSE_QUANTILES:
+        _put(rows, key, sketch.quantile(q), (str(q),))
+    _put(rows, key + "_count", sketch.count)
+    _put(rows, key + "_sum", sketch.total)
+
+
+def staff_rows(
+    replies: float, resolved: float, response: Quantiles | None, business: Quantiles | None
+) -> list[Row]:
+    """The KPIs of one agent or team in one window (SPEC §3, care by staff)."""
+    rows: list[Row] = []
+    _put(rows, "replies", replies)
+    _put(rows, "resolution_ratio", ratio(resolved, replies))
+    _summary(rows, "response_time_seconds", response)
+    _summary(rows, "response_time_business_seconds", business)
     return rows
 
 

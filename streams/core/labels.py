@@ -12,7 +12,8 @@ OTHER_CAMPAIGN = "_other"
 # Not a slug (slugs start with [a-z0-9]), so it never collides with a real value.
 OTHER_LABEL = "_other"
 #: The ``kind`` values of ``socialpulse_events_overflow_total``: each capped label dimension.
-OVERFLOW_KINDS: tuple[str, ...] = ("account", "campaign", "platform", "goal", "currency")
+OVERFLOW_KINDS: tuple[str, ...] = (
+    "account", "campaign", "platform", "goal", "currency", "agent", "team")
 ALL_PLATFORMS = "all"
 ALL_GOALS = "all"
 

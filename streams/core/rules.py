@@ -47,11 +47,15 @@ from streams.core.aggregates import (
     VISITS,
     AccountCore,
     Bucket,
+    CareSlot,
     Followers,
     Message,
     PlatformAgg,
+    StaffSlot,
     own,
+    staff_key,
 )
+from streams.core.schedule import BusinessHours
 from streams.core.sketches import Hll, Quantiles
 from streams.core.windows import Window, WindowFloors
 
@@ -228,9 +232,15 @@ class AccountRules:
     message's; followers snapshots and follow/unfollow deltas; lifetime revenue and customers.
     """
 
-    def __init__(self, windows: tuple[Window, ...], retention_ms: int) -> None:
+    def __init__(
+        self, windows: tuple[Window, ...], retention_ms: int,
+        hours_of: Callable[[str], BusinessHours | None] = lambda account: None,
+    ) -> None:
+        """``hours_of``: the business hours an account follows (``Settings.business_hours_of``),
+        read when a reply meets its message: a changed schedule applies from then on."""
         self.windows = windows
         self.retention_ms = retention_ms
+        self.hours_of = hours_of
         self._floors = WindowFloors(windows)
 
     def apply(
@@ -246,11 +256,13 @@ class AccountRules:
             waiting = core.orphans.pop(ev.event_id, None)
             if waiting:
                 horizon = clock - self.retention_ms
-                for r_ts, r_platform, r_resolved in waiting:
+                for r_ts, r_platform, r_resolved, *staff in waiting:
                     # Same horizon as expiry, applied here so the result never depends on
                     # whether a flush happened to expire the orphan first.
                     if r_ts >= horizon:
-                        self._answer(core, ev.event_id, msg, r_ts, r_platform, r_resolved, clock)
+                        agent, team = staff if staff else (None, None)
+                        self._answer(core, ev.account, ev.event_id, msg, r_ts, r_platform,
+                                     r_resolved, agent, team, clock)
             if msg.needs_response and not msg.answered:
                 core.pending.add(ev.event_id)
         elif t == "reply":
@@ -259,10 +271,14 @@ class AccountRules:
             if found is not None and found.ts < clock - self.retention_ms:
                 found = None  # expired, whether or not a flush has dropped it yet
             core.touch(target)
+            if ev.agent is not None or ev.team is not None:
+                self._staff_reply(core, ev, clock)
             if found is None:
-                core.orphans.setdefault(target, []).append([ev.ts, ev.platform, ev.resolved])
+                core.orphans.setdefault(target, []).append(
+                    [ev.ts, ev.platform, ev.resolved, ev.agent, ev.team])
             else:
-                self._answer(core, target, found, ev.ts, ev.platform, ev.resolved, clock)
+                self._answer(core, ev.account, target, found, ev.ts, ev.platform, ev.resolved,
+                             ev.agent, ev.team, clock)
         elif t == "followers":
             self._followers(core, platform or ev.platform).snapshot(ev.ts, ev.count or 0)
         elif t == "follow":
@@ -286,19 +302,45 @@ class AccountRules:
             f = core.followers[platform] = Followers()
         return f
 
-    def _answer(
-        self, core: AccountCore, msg_id: str, msg: Message, reply_ts: int, platform: str,
-        resolved: bool, clock: int,
-    ) -> None:
-        """A reply met its message: a response time at the reply's time, care at the message's."""
+    def _staff_reply(self, core: AccountCore, ev: Event, clock: int) -> None:
+        """A reply counts for its agent and team at its own time, matched or not."""
         floors = self._floors.at(clock)
+        keys = [staff_key(kind, slug) for kind, slug in (("agent", ev.agent), ("team", ev.team))
+                if slug is not None]
+        for res, w in enumerate(self.windows):
+            r_idx = ev.ts // w.bucket_ms
+            if r_idx >= floors[res]:
+                for key in keys:
+                    slot = core.staff_slot(res, r_idx, key)
+                    slot.replies += 1
+                    slot.resolved += ev.resolved
+
+    def _answer(
+        self, core: AccountCore, account: str, msg_id: str, msg: Message, reply_ts: int,
+        platform: str, resolved: bool, agent: str | None, team: str | None, clock: int,
+    ) -> None:
+        """A reply met its message: a response time at the reply's time (all hours, business
+        hours if the account has a schedule, for the platform and the reply's agent and team),
+        care at the message's."""
+        floors = self._floors.at(clock)
+        seconds = max(0.0, (reply_ts - msg.ts) / 1000.0)
+        hours = self.hours_of(account)
+        business = hours.seconds_between(msg.ts, reply_ts) if hours is not None else None
+        keys = [staff_key(kind, slug) for kind, slug in (("agent", agent), ("team", team))
+                if slug is not None]
         for res, w in enumerate(self.windows):
             r_idx = reply_ts // w.bucket_ms
             if r_idx >= floors[res]:
-                slot = core.care_slot(res, r_idx, platform)
-                if slot.response is None:
-                    slot.response = Quantiles()
-                slot.response.add((reply_ts - msg.ts) / 1000.0)
+                slots: list[CareSlot | StaffSlot] = [core.care_slot(res, r_idx, platform)]
+                slots += [core.staff_slot(res, r_idx, key) for key in keys]
+                for slot in slots:
+                    if slot.response is None:
+                        slot.response = Quantiles()
+                    slot.response.add(seconds)
+                    if business is not None:
+                        if slot.business is None:
+                            slot.business = Quantiles()
+                        slot.business.add(business)
         if not msg.needs_response:
             return
         newly_answered = not msg.answered

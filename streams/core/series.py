@@ -10,13 +10,22 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from streams.core.aggregates import CampaignAgg, PlatformAgg, merged
+from streams.core.aggregates import (
+    POST_RANKINGS,
+    STAFF_KINDS,
+    CampaignAgg,
+    CareSlot,
+    PlatformAgg,
+    StaffSlot,
+    merged,
+)
 from streams.core.catalogue import CAMPAIGN_KPIS, CURRENT_KPIS, sample_metrics
 from streams.core.engine import Engine
-from streams.core.kpis import Row, campaign_rows, clv_rows, window_rows
+from streams.core.kpis import Row, campaign_rows, clv_rows, staff_rows, window_rows
 from streams.core.labels import ALL_PLATFORMS, OTHER_ACCOUNT, OTHER_LABEL, exported_account
-from streams.core.sketches import Hll, Quantiles
+from streams.core.sketches import Hll, Quantiles, TopItems
 from streams.core.steps import run, run_async
 from streams.settings import Settings
 
@@ -26,21 +35,49 @@ SeriesMap = dict[str, list[tuple[LabelValues, float]]]
 _WINDOW_NAMES = {m.key: m.name for m in sample_metrics().values() if m.scope == "window"}
 _CURRENT_NAMES = {m.key: m.name for m in CURRENT_KPIS}
 _CAMPAIGN_NAMES = {m.key: m.name for m in CAMPAIGN_KPIS}
+_STAFF_NAMES = {kind: {m.key: m.name for m in sample_metrics().values() if m.scope == kind}
+                for kind in STAFF_KINDS}
+
+
+def _merge_into(total: Quantiles | None, part: Quantiles | None) -> Quantiles | None:
+    if part is None or not part.count:
+        return total
+    if total is None:
+        total = Quantiles()
+    total.merge(part)
+    return total
 
 
 @dataclass
 class _Care:
+    """Answered and resolved (message's time), response times (reply's time) of a window."""
+
     answered: float = 0.0
     resolved: float = 0.0
     response: Quantiles | None = None
+    business: Quantiles | None = None
 
-    def add(self, answered: float, resolved: float, response: Quantiles | None) -> None:
-        self.answered += answered
-        self.resolved += resolved
-        if response is not None and response.count:
-            if self.response is None:
-                self.response = Quantiles()
-            self.response.merge(response)
+    def add(self, slot: CareSlot) -> None:
+        self.answered += slot.answered
+        self.resolved += slot.resolved
+        self.response = _merge_into(self.response, slot.response)
+        self.business = _merge_into(self.business, slot.business)
+
+
+@dataclass
+class _Staff:
+    """What one agent or team did in a window."""
+
+    replies: float = 0.0
+    resolved: float = 0.0
+    response: Quantiles | None = None
+    business: Quantiles | None = None
+
+    def add(self, slot: StaffSlot) -> None:
+        self.replies += slot.replies
+        self.resolved += slot.resolved
+        self.response = _merge_into(self.response, slot.response)
+        self.business = _merge_into(self.business, slot.business)
 
 
 @dataclass
@@ -48,6 +85,7 @@ class _WindowTotals:
     platforms: dict[str, PlatformAgg] = field(default_factory=dict)
     care: dict[str, _Care] = field(default_factory=dict)
     campaigns: dict[str, CampaignAgg] = field(default_factory=dict)
+    staff: dict[str, _Staff] = field(default_factory=dict)  # by ``staff_key``
 
 
 def _window_totals(
@@ -73,9 +111,13 @@ def _window_totals(
             if r != res or idx not in in_window:
                 continue
             for platform, slot in per.items():
-                view.care.setdefault(platform, _Care()).add(slot.answered, slot.resolved,
-                                                            slot.response)
-                total.add(slot.answered, slot.resolved, slot.response)
+                view.care.setdefault(platform, _Care()).add(slot)
+                total.add(slot)
+        for (r, idx), staff in core.staff.items():
+            if r != res or idx not in in_window:
+                continue
+            for key, sslot in staff.items():
+                view.staff.setdefault(key, _Staff()).add(sslot)
     return view
 
 
@@ -183,13 +225,18 @@ def _compute_steps(
                     followers=followers.get(platform),
                     # "_other" spans markets: no share of voice of its own
                     market_mentions=0 if other else market_mentions[(market, platform, res)],
+                    business=care.business,
                 )
                 _emit(out, _WINDOW_NAMES, (account, platform, label), rows)
             if other:
                 continue
             for name, ca in v.campaigns.items():
                 _emit(out, _CAMPAIGN_NAMES, (account, name, label), campaign_rows(ca))
-        _current(out, engine, account, followers, now, sla_ms, other)
+            for key, st in v.staff.items():
+                kind, _, slug = key.partition(":")
+                _emit(out, _STAFF_NAMES[kind], (account, slug, label),
+                      staff_rows(st.replies, st.resolved, st.response, st.business))
+        _current(out, engine, settings, account, followers, now, sla_ms, other)
     return out
 
 
@@ -214,20 +261,25 @@ def _followers(engine: Engine, account: str) -> dict[str, float]:
 
 
 def _current(
-    out: SeriesMap, engine: Engine, account: str, followers: dict[str, float], now: int,
-    sla_ms: float, other: bool,
+    out: SeriesMap, engine: Engine, settings: Settings, account: str,
+    followers: dict[str, float], now: int, sla_ms: float, other: bool,
 ) -> None:
     base_platforms = set(followers)
     pending: dict[str, float] = defaultdict(float)
     overdue: dict[str, float] = defaultdict(float)
     clv_revenue: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     clv_customers: dict[str, dict[str, list[Hll]]] = defaultdict(lambda: defaultdict(list))
-    for core in engine.iter_cores(account):
+    for name, core in engine.iter_named_cores(account):
+        # A message is overdue once it waited more than the SLA: of business time if the
+        # account has business hours (one walk back from now serves all of its messages).
+        hours = settings.business_hours_of(name) if core.pending else None
+        overdue_before = hours.overdue_before(now, sla_ms) if hours is not None else now - sla_ms
         for mid in core.pending:
             m = core.messages[mid]
+            late = m.ts < overdue_before
             for platform in (m.platform, ALL_PLATFORMS):
                 pending[platform] += 1
-                if now - m.ts > sla_ms:
+                if late:
                     overdue[platform] += 1
         for platform, per in core.clv.items():
             for cur, (revenue, hll) in per.items():
@@ -251,3 +303,36 @@ def _current(
             for cur, revenue in clv_revenue.get(platform, {}).items()
         )
         _emit(out, _CURRENT_NAMES, labels, rows)
+
+
+TOP_POSTS = 10
+
+
+def top_posts(
+    engine: Engine, account: str, now: int | None = None, n: int = TOP_POSTS
+) -> dict[str, dict[str, Any]]:
+    """Per window and ranking (``POST_RANKINGS``), the account's ``n`` top posts from its
+    buckets' merged heavy-hitter sketches: ``{"error_bound": e, "total": t, "posts": [...]}``,
+    each post with its estimated count and the bounds its true count lies between (no true
+    count is off by more than ``error_bound``). Post ids are never labels: ``GET /kpis`` and
+    the report show this, not the exposition."""
+    if now is None:
+        now = engine.clock()
+    out: dict[str, dict[str, Any]] = {}
+    if now < 0 or account == OTHER_ACCOUNT:
+        return out
+    for res, w in enumerate(engine.windows):
+        parts: dict[str, list[TopItems]] = defaultdict(list)
+        for b in engine.window_buckets(account, res, now):
+            for ranking, sk in b.posts.items():
+                parts[ranking].append(sk)
+        per: dict[str, Any] = {}
+        for ranking in POST_RANKINGS:
+            sk = TopItems.union(parts.get(ranking, []))
+            per[ranking] = {
+                "error_bound": sk.error_bound,
+                "total": sk.total,
+                "posts": [item._asdict() for item in sk.top(n)],
+            }
+        out[w.label] = per
+    return out

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from streams.settings import Settings, load
+from streams.settings import Settings, load, read_business_hours
 from streams.tools.preflight import (
     EXIT_UNAVAILABLE,
     CliError,
@@ -27,6 +28,14 @@ from streams.tools.preflight import (
     require_broker,
     start_local_kafka,
 )
+
+if TYPE_CHECKING:
+    from streams.core.schedule import BusinessSchedules
+
+# The demo's care teams (``socialpulse up`` without SOCIALPULSE_BUSINESS_HOURS_FILE): the example
+# file of the repository, found from this module so that ``up`` works from any directory.
+DEMO_BUSINESS_HOURS = (Path(__file__).resolve().parents[2] / "deploy" / "config"
+                       / "business-hours.toml")
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -100,11 +109,18 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if summary.errors == 0 else 1
 
 
-def _simulator(args: argparse.Namespace) -> Any:
+def _simulator(args: argparse.Namespace, settings: Settings,
+               business_hours: BusinessSchedules | None = None) -> Any:
+    """The simulator of ``simulate`` and ``up``: in the worker's markets, its care teams
+    working the business hours the worker reads (``business_hours``, else the settings')."""
     from streams.tools.simulate import SimulationConfig, Simulator
 
-    return Simulator(SimulationConfig(seed=args.seed, scenario=args.scenario,
-                                      extra_accounts=args.extra_accounts))
+    names = SimulationConfig(extra_accounts=args.extra_accounts).account_names()
+    return Simulator(SimulationConfig(
+        seed=args.seed, scenario=args.scenario, extra_accounts=args.extra_accounts,
+        account_markets={a: settings.market_of(a) for a in names},
+        business_hours=settings.business_hours if business_hours is None else business_hours,
+    ))
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -114,7 +130,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(settings))
     try:
         summary = asyncio.run(simulate_live(
-            settings, _simulator(args), rate=args.rate, duration_s=args.duration,
+            settings, _simulator(args, settings), rate=args.rate, duration_s=args.duration,
             topic=args.topic,
         ))
     except KeyboardInterrupt:
@@ -127,19 +143,22 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The demo: local Kafka (if needed), one worker, the simulator; Ctrl-C stops all of it."""
     from streams.tools import local_kafka as kafka_local
 
+    schedules, hours_env = _demo_business_hours(settings)
     started_kafka = start_local_kafka(settings)
-    worker = _Worker(settings)
+    worker = _Worker(settings, hours_env)
     try:
         require_broker(settings)
         asyncio.run(ensure_topics(settings))
         first = worker.start()
         base = f"http://{settings.web_host}:{settings.web_port}"
+        hours = hours_env.get("SOCIALPULSE_BUSINESS_HOURS_FILE", settings.business_hours_file)
         print(f"worker pid {first.pid}\n  metrics: {base}/metrics\n"
               f"  kpis:    {base}/kpis?account=acme&window=5m\n"
+              f"  business hours: {hours or 'none (every hour counts)'}\n"
               f"simulating {args.rate:g} events/s ({args.scenario}); Ctrl-C stops everything",
               flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_simulate_while_alive(settings, args, worker))
+            asyncio.run(_simulate_while_alive(settings, args, worker, schedules))
         code = worker.proc.poll() if worker.proc is not None else None
         if code not in (None, 0):
             raise CliError(f"the worker exited with code {code}; see its log above")
@@ -157,12 +176,24 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_business_hours(settings: Settings) -> tuple[BusinessSchedules, dict[str, str]]:
+    """The demo's business hours and the worker environment that names them: the configured
+    file if there is one, else the repository's example (when it is there)."""
+    if settings.business_hours_file is not None or not DEMO_BUSINESS_HOURS.is_file():
+        return settings.business_hours, {}
+    try:
+        schedules = read_business_hours(DEMO_BUSINESS_HOURS)
+    except ValueError as exc:
+        raise CliError(f"the demo's business hours: {exc}") from None
+    return schedules, {"SOCIALPULSE_BUSINESS_HOURS_FILE": str(DEMO_BUSINESS_HOURS)}
+
+
 class _Worker:
     """The demo's worker process, restarted when it stops itself as stalled (``EXIT_STALLED``),
     as Kubernetes or systemd would."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.env = {**os.environ, "SOCIALPULSE_CLOCK": settings.clock}
+    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+        self.env = {**os.environ, "SOCIALPULSE_CLOCK": settings.clock, **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> subprocess.Popen[bytes]:
@@ -185,7 +216,8 @@ class _Worker:
 
 
 async def _simulate_while_alive(
-    settings: Settings, args: argparse.Namespace, worker: _Worker
+    settings: Settings, args: argparse.Namespace, worker: _Worker,
+    business_hours: BusinessSchedules | None = None,
 ) -> None:
     """Run the simulator until its duration ends, Ctrl-C, or the worker dies (then stop too)."""
     from streams.tools.produce import simulate_live
@@ -199,7 +231,7 @@ async def _simulate_while_alive(
 
     watcher = asyncio.create_task(watch())
     try:
-        await simulate_live(settings, _simulator(args), rate=args.rate,
+        await simulate_live(settings, _simulator(args, settings, business_hours), rate=args.rate,
                             duration_s=args.duration, stop=stop)
     finally:
         watcher.cancel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from faust import web
 from faust.types import TP
@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.core.catalogue import sample_metrics
 from streams.core.engine import wall_ms
-from streams.core.series import SeriesMap, compute_async
+from streams.core.series import SeriesMap, compute_async, top_posts
 from streams.core.steps import run_async
 from streams.export.exposition import render_steps
 from streams.export.health import consumer_lag, refresh_health
@@ -160,8 +160,10 @@ async def kpis(view: web.View, request: web.Request) -> web.Response:
     if answer is None:
         return view.json({"error": "busy, retry shortly"}, status=503,
                          headers={"Retry-After": "1"})
-    clock, series = answer
-    return view.json(_as_json(account, window, series, clock))
+    clock, kpis = answer
+    body = _as_json(account, window, kpis.series, clock)
+    body["top_posts"] = {w: v for w, v in kpis.top_posts.items() if window in (None, w)}
+    return view.json(body)
 
 
 def redirect_target(owner_url: str, raw_query: str) -> str:
@@ -170,14 +172,21 @@ def redirect_target(owner_url: str, raw_query: str) -> str:
     return f"{owner_url.rstrip('/')}/kpis?{raw_query}"
 
 
-async def _compute_account(account: str) -> tuple[int, SeriesMap]:
+class AccountKpis(NamedTuple):
+    """One account's answer: its series and its top posts, at one clock."""
+
+    series: SeriesMap
+    top_posts: dict[str, dict[str, Any]]
+
+
+async def _compute_account(account: str) -> tuple[int, AccountKpis]:
     clock = engine.clock()
     series = await compute_async(engine, settings, only_account=account, remote=board.entries(),
                                  now=clock)
-    return clock, series
+    return clock, AccountKpis(series, top_posts(engine, account, now=clock))
 
 
-_kpis_cache: KpisCache[SeriesMap] = KpisCache(
+_kpis_cache: KpisCache[AccountKpis] = KpisCache(
     _compute_account, settings.kpis_cache_seconds, settings.kpis_max_concurrent,
     version=lambda: engine.batches)
 
@@ -196,10 +205,12 @@ def _owner_url(account: str) -> str | None:
 def _as_json(
     account: str, window: str | None, series: dict[str, Any], clock_ms: int
 ) -> dict[str, Any]:
-    """{"windows": {w: {platform: {kpi: value}}}, "current": {...}, "campaigns": {...}}."""
+    """{"windows": {w: {platform: {kpi: value}}}, "current": {...}, "campaigns": {w: {campaign:
+    {kpi: value}}}, "agents": ..., "teams": ...} (the same shape as campaigns)."""
     windows: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
     current: dict[str, Any] = defaultdict(dict)
-    campaigns: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
+    named: dict[str, dict[str, Any]] = {
+        scope: defaultdict(lambda: defaultdict(dict)) for scope in ("campaign", "agent", "team")}
     for name, rows in series.items():
         m = _BY_NAME[name]
         for labels, value in rows:
@@ -208,12 +219,14 @@ def _as_json(
             if m.scope == "current":
                 current[labels[1]][key] = value
             elif window is None or labels[2] == window:
-                target = windows if m.scope == "window" else campaigns
+                target = windows if m.scope == "window" else named[m.scope]
                 target[labels[2]][labels[1]][key] = value
     return {
         "account": account,
         "clock_ms": clock_ms,
         "windows": windows,
         "current": current,
-        "campaigns": campaigns,
+        "campaigns": named["campaign"],
+        "agents": named["agent"],
+        "teams": named["team"],
     }

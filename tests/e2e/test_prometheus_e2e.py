@@ -44,6 +44,7 @@ from streams.settings import Settings
 from streams.tools.preflight import ensure_topics
 from streams.tools.produce import EventInput, ProduceSummary, produce_events
 from streams.tools.simulate import DEFAULT_MIX, SimulationConfig, Simulator
+from tests.support import eventset
 from tests.support.processes import Broker, WorkerProc, new_worker
 from tests.support.prometheus import (
     JOB,
@@ -101,10 +102,16 @@ def _sim(**kw: Any) -> SimulationConfig:
 
 
 def simulators() -> list[tuple[str, Simulator, float]]:
-    """(name, simulator, events per second). About 310 events/s in all."""
-    # More of the rare types than the default mix, so that a 1m window of acme always holds
-    # purchases (per campaign too), leads, reviews and survey answers.
-    rich_mix = {**DEFAULT_MIX, "purchase": 0.4, "conversion": 0.4, "lead": 0.4, "review": 0.3,
+    """(name, simulator, events per second). About 310 events/s in all, more while one of the
+    accounts has a viral post (the simulator's bursts follow the wall clock's week)."""
+    # More mentions than the default mix (0.8 per 100 impressions, a real brand's rate, would be
+    # about 25 in a 1m window of acme, too close to the spike alerts' min_mentions of 20), so that
+    # MentionSpike and NegativeSentimentSpike are armed on normal traffic and slow-co has
+    # replies to time in every window.
+    care_mix = {**DEFAULT_MIX, "mention": 2.0}
+    # More of the rare types too, so that a 1m window of acme always holds purchases (per
+    # campaign too), leads, reviews and survey answers.
+    rich_mix = {**care_mix, "purchase": 0.4, "conversion": 0.4, "lead": 0.4, "review": 0.3,
                 "survey": 0.3}
     return [
         ("normal", Simulator(_sim(seed=11, accounts=NORMAL_ACCOUNTS, market="coffee",
@@ -115,7 +122,7 @@ def simulators() -> list[tuple[str, Simulator, float]]:
         # Slow answers: median 40 s (sigma 0.7), 45 % never answered, against a 40 s SLA.
         ("slow-replies", Simulator(_sim(seed=13, accounts=(SLOW_ACCOUNT,),
                                         scenario="slow-replies", scenario_after_s=SLOW_AFTER_S,
-                                        slow_reply_median_s=40.0)), 80.0),
+                                        slow_reply_median_s=40.0, mix=care_mix)), 80.0),
         ("bad-input", Simulator(_sim(seed=14, accounts=(NOISY_ACCOUNT,), scenario="bad-input",
                                      duplicate_fraction=0.02)), 20.0),
     ]
@@ -251,8 +258,11 @@ def stack(kafka: Broker, tmp_path_factory: pytest.TempPathFactory,
           prometheus_server: Any) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e")
     markets = ",".join(f"{a}=coffee" for a in NORMAL_ACCOUNTS)
+    # acme with business hours (a short shift every five minutes: business and all hours
+    # differ at any hour of the day), so the dashboards' business-hours panels have data
     env = e2e_worker_env(kafka, tmp / "worker", SOCIALPULSE_MARKETS=markets,
-                         SOCIALPULSE_RESPONSE_SLA_SECONDS=f"{SLA_S:g}")
+                         SOCIALPULSE_RESPONSE_SLA_SECONDS=f"{SLA_S:g}",
+                         SOCIALPULSE_BUSINESS_HOURS_FILE=str(eventset.BUSINESS_HOURS))
     settings = _settings(env)
     asyncio.run(ensure_topics(settings))
     worker = new_worker(env, tmp, "w1").start()

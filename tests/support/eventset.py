@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
-from streams.tools.simulate import SimulationConfig, Simulator
+from streams.settings import read_business_hours
+from streams.tools.simulate import DENSE_MIX, SimulationConfig, Simulator
+
+# The schedules the oracle tests run with (SOCIALPULSE_BUSINESS_HOURS_FILE): acme's own and the
+# market "coffee"'s, each a short shift every half hour, so that any span of test traffic has
+# business and off hours.
+BUSINESS_HOURS = Path(__file__).with_name("business_hours.toml")
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,12 @@ def build(
         raise ValueError(f"span_s must leave room for the rare records: {span_s}")
     start_ms = end_ms - int(span_s * 1000)
     rng = random.Random(seed)
-    sim = Simulator(SimulationConfig(seed=seed, scenario=scenario, users=5_000,  # type: ignore[arg-type]
-                                     daily_amplitude=0.0))
+    # The dense mix (every KPI family in a few thousand records), and care teams that keep the
+    # tests' business hours: replies to messages of off time wait for the next shift.
+    sim = Simulator(SimulationConfig(
+        seed=seed, scenario=scenario, users=5_000, daily_amplitude=0.0,  # type: ignore[arg-type]
+        mix=DENSE_MIX, business_hours=read_business_hours(BUSINESS_HOURS),
+        account_markets={"acme": "coffee", "globex": "coffee"}))
     base: list[TestRecord] = []
     for rec in sim.events(start_ms, count=count, duration_s=span_s, rate=count / span_s):
         if isinstance(rec, bytes):
@@ -85,6 +96,17 @@ def build(
         extra = {"event_id": f"rare-{seed}-{i}", "ts": start_ms + 1000 * i, "account": "acme",
                  "platform": "web", **fields}
         base.append(TestRecord(b"acme", orjson.dumps(extra)))
+    # A message that an agent of a team answers (and resolves), whatever the simulator's mix.
+    message = f"rare-{seed}-message"
+    for fields in (
+        {"event_id": message, "type": "comment", "ts": start_ms + 500, "needs_response": True,
+         "post_id": "acme-rare-post", "user_id": "u-rare"},
+        {"event_id": message + "-reply", "type": "reply", "in_reply_to": message,
+         "ts": start_ms + 500 + int(min(90.0, span_s / 2) * 1000), "resolved": True,
+         "agent": "agent-rare", "team": "desk-rare"},
+    ):
+        base.append(TestRecord(b"acme", orjson.dumps({"account": "acme", "platform": "web",
+                                                      **fields})))
     # out of order: shuffle inside small blocks, so event time goes back and forth
     out: list[TestRecord] = []
     for i in range(0, len(base), 25):

@@ -216,6 +216,9 @@ def _check(
     if s.clock == "event" and clock != expected.now:
         problems.insert(0, f"window end: worker {clock} != oracle {expected.now}")
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:40])
+    if s.clock == "event":  # GET /kpis ends its windows where the scrape did
+        problems = oracle.check_top_posts(expected.posts, top_posts_of(w, expected.posts))
+        assert not problems, "top posts:\n" + "\n".join(problems[:40])
     if one_process:
         # Health counters live in the process; they agree with the oracle when one saw it all.
         assert health["socialpulse_events_late_total"] == expected.late > 0
@@ -229,6 +232,14 @@ def _check(
         assert by_reason[reason] >= n, (reason, by_reason)
     originals = {v for _p, _o, _k, v, _h in inputs}
     assert all(v in originals for _p, _o, _k, v, _h in dead)
+
+
+def top_posts_of(
+    w: WorkerProc, posts: dict[tuple[str, str, str], dict[str, int]]
+) -> dict[str, dict[str, dict[str, dict[str, object]]]]:
+    """``top_posts`` of ``GET /kpis`` for every account ``posts`` names (the owner answers)."""
+    return {acc: orjson.loads(w.get(f"/kpis?account={acc}"))["top_posts"]
+            for acc in sorted({a for a, _w, _r in posts})}
 
 
 def _records(

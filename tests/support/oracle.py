@@ -37,16 +37,20 @@ the exported labels, and known only once a ``followers`` snapshot came.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiokafka.partitioner import murmur2
 
 from schemas.events import Event, Rejected
 from schemas.validate import parse
+from streams.core.schedule import BusinessHours
 from streams.settings import Settings
 
 Labels = tuple[str, ...]
@@ -75,9 +79,18 @@ class OracleResult:
     now: int
     overflow: dict[str, int] = field(default_factory=dict)  # kind -> events
     forwarded: int = 0  # valid records read outside their account's home partition
+    # (account, window, ranking) -> post id -> exact count (``check_top_posts``)
+    posts: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
 
 
 CAMPAIGN_TYPES = frozenset({"impression", "click", "conversion", "purchase", "spend"})
+# What top posts are ranked by (SPEC §3): the events each ranking counts.
+POST_RANKINGS = {
+    "engagements": frozenset({"like", "comment", "share", "save"}),
+    "impressions": frozenset({"impression"}),
+    "clicks": frozenset({"click"}),
+}
+TOP_N = 10
 
 
 def home_partition(account: str, partitions: int) -> int:
@@ -98,6 +111,8 @@ class _Oracle:
     settings: Settings
     wall_ms: int
     series: dict[str, dict[Labels, float]] = field(default_factory=lambda: defaultdict(dict))
+    # (account, window, ranking) -> post id -> exact count
+    posts: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
 
     def put(self, name: str, labels: Labels, value: float | None) -> None:
         if value is not None:
@@ -148,12 +163,14 @@ class _Caps:
             assert d[0] == (account in self.admitted), (account, d[0])
         if not d[0]:
             self.overflow["account"] += 1
-            ev = replace(ev, account=OTHER, campaign=None)
+            ev = replace(ev, account=OTHER, campaign=None, agent=None, team=None)
         changes: dict[str, Any] = {}
         for kind, cap in (("campaign", s.max_campaigns_per_account),
                           ("platform", s.max_platforms_per_account),
                           ("goal", s.max_goals_per_account),
-                          ("currency", s.max_currencies_per_account)):
+                          ("currency", s.max_currencies_per_account),
+                          ("agent", s.max_agents_per_account),
+                          ("team", s.max_teams_per_account)):
             value = getattr(ev, kind)
             if value is None:
                 continue
@@ -245,7 +262,7 @@ def run(
     result = _Oracle(settings, wall_ms)
     _kpis(result, applied, stream_time, clock_of, caps)
     return OracleResult(dict(result.series), dict(rejected), late, dups, len(applied), now,
-                        dict(caps.overflow), forwarded)
+                        dict(caps.overflow), forwarded, result.posts)
 
 
 def _lateness(home: _Home, retention: int, wall: int | None) -> list[tuple[Event, bool]]:
@@ -377,6 +394,14 @@ def _kpis(
                 market = market_of(a.source)
                 market_mentions[(market, a.ev.platform)] += 1
                 market_mentions[(market, "all")] += 1
+        replies_of: dict[str, list[Applied]] = defaultdict(list)
+        for a in window_applied:
+            if a.ev.type == "reply":
+                replies_of[a.ev.account].append(a)
+        window_pairs: dict[str, list[tuple[Applied, Applied]]] = defaultdict(list)
+        for r, m in pairs:
+            if lo <= r.ev.ts < hi:
+                window_pairs[r.ev.account].append((r, m))
         for acc in accounts:
             if now_of[acc] != now:
                 continue  # exported by a worker with another clock
@@ -389,11 +414,13 @@ def _kpis(
                     fol = float(sum(fol_vals)) if fol_vals else None
                 else:
                     fol = followers.get((acc, plat))
-                rt = [max(0, r.ev.ts - m.ev.ts) / 1000.0 for r, m in pairs
-                      if r.ev.account == acc and lo <= r.ev.ts < hi
-                      and (plat == "all" or r.ev.platform == plat)]
+                in_window = [(r, m) for r, m in window_pairs.get(acc, ())
+                             if plat == "all" or r.ev.platform == plat]
+                rt = [max(0, r.ev.ts - m.ev.ts) / 1000.0 for r, m in in_window]
+                brt = [business_seconds(hours, m.ev.ts, r.ev.ts) for r, m in in_window
+                       if (hours := s.business_hours_of(r.source)) is not None]
                 need_keys = need_of.get((acc, plat), [])
-                _window(o, (acc, plat, w.label), evs, fol, rt,
+                _window(o, (acc, plat, w.label), evs, fol, rt, brt,
                         sum(1 for k in need_keys if k in answered),
                         sum(1 for k in need_keys if k in resolved),
                         # "_other" spans markets: no share of voice of its own
@@ -406,6 +433,15 @@ def _kpis(
                     camp[e.campaign].append(e)
             for name, evs in camp.items():
                 _campaign(o, (acc, name, w.label), evs)
+            if acc != OTHER:
+                for ranking, types in POST_RANKINGS.items():
+                    counts: dict[str, int] = defaultdict(int)
+                    for e in by_ap.get((acc, "all"), []):
+                        if e.type in types and e.post_id is not None:
+                            counts[e.post_id] += 1
+                    o.posts[(acc, w.label, ranking)] = dict(counts)
+            if acc != OTHER and replies_of.get(acc):
+                _staff(o, acc, w.label, replies_of[acc], window_pairs.get(acc, []))
 
     # --- current values
     sla_ms = s.response_sla_seconds * 1000
@@ -425,9 +461,13 @@ def _kpis(
                 continue
             if m.ev.ts < stream_time[m.partition] - retention:
                 continue
+            # the SLA counts business time for an account with business hours (SPEC §3)
+            hours = s.business_hours_of(m.source)
+            waited_ms = (business_seconds(hours, m.ev.ts, now_of[acc]) * 1000
+                         if hours is not None else now_of[acc] - m.ev.ts)
             for p in (m.ev.platform, "all"):
                 pending[p] += 1
-                if now_of[acc] - m.ev.ts > sla_ms:
+                if waited_ms > sla_ms:
                     overdue[p] += 1
             plats.add(m.ev.platform)
         revenue: dict[tuple[str, str], float] = defaultdict(float)
@@ -464,7 +504,7 @@ def _count(evs: list[Event], t: str) -> int:
 
 def _window(
     o: _Oracle, base: Labels, evs: list[Event], followers: float | None, rt: list[float],
-    answered: int, resolved: int, market_mentions: int,
+    brt: list[float], answered: int, resolved: int, market_mentions: int,
 ) -> None:
     put = o.put
     imp = [e for e in evs if e.type == "impression"]
@@ -529,12 +569,8 @@ def _window(
         put("social_cost_per_mille", (*base, cur), None if cpm is None else cpm * 1000)
         put("social_cost_per_lead", (*base, cur), _ratio(spend, leads))
         put("social_roi_ratio", (*base, cur), _ratio(rev - spend, spend))
-    if rt:
-        srt = sorted(rt)
-        for q in (0.5, 0.9, 0.99):
-            put("social_response_time_seconds", (*base, str(q)), srt[int(q * (len(srt) - 1))])
-        put("social_response_time_seconds_count", base, len(srt))
-        put("social_response_time_seconds_sum", base, sum(srt))
+    _quantiles(o, "social_response_time_seconds", base, rt)
+    _quantiles(o, "social_response_time_business_seconds", base, brt)
     need = sum(1 for e in evs if e.type in ("comment", "mention") and e.needs_response)
     put("social_replies", base, _count(evs, "reply"))
     put("social_needs_response", base, need)
@@ -554,6 +590,60 @@ def _window(
     ratings = [e.rating or 0 for e in evs if e.type == "review"]
     put("social_reviews", base, len(ratings))
     put("social_average_rating", base, _ratio(sum(ratings), len(ratings)))
+
+
+def _quantiles(o: _Oracle, name: str, base: Labels, values: list[float]) -> None:
+    """Quantiles by rank (the sketch's rule), count and sum of the exact values."""
+    if not values:
+        return
+    srt = sorted(values)
+    for q in (0.5, 0.9, 0.99):
+        o.put(name, (*base, str(q)), srt[int(q * (len(srt) - 1))])
+    o.put(name + "_count", base, len(srt))
+    o.put(name + "_sum", base, sum(srt))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def business_seconds(hours: BusinessHours, start_ms: int, end_ms: int) -> float:
+    """Working seconds in [start, end), walked minute by minute of UTC: every shift starts and
+    ends on a whole local minute, and the zones' offsets are whole minutes, so whether the team
+    works is the same all through each UTC minute; the local wall time of each minute says it
+    (``datetime.fromtimestamp`` knows the zone's daylight saving time)."""
+    if end_ms <= start_ms:
+        return 0.0
+    zone = ZoneInfo(hours.timezone)
+    total = 0
+    t = start_ms
+    while t < end_ms:
+        nxt = min(end_ms, (t // 60_000 + 1) * 60_000)
+        local = datetime.fromtimestamp(t / 1000, zone)
+        minute = local.hour * 60 + local.minute
+        if (local.weekday() in hours.days and local.date() not in hours.holidays
+                and any(sh.start_minute <= minute < sh.end_minute for sh in hours.shifts)):
+            total += nxt - t
+        t = nxt
+    return total / 1000.0
+
+
+def _staff(o: _Oracle, acc: str, label: str, replies: list[Applied],
+           pairs: list[tuple[Applied, Applied]]) -> None:
+    """The agent and team KPIs of one account and window (replies in the window; response
+    times of those that met their message)."""
+    s = o.settings
+    for kind in ("agent", "team"):
+        slugs = {getattr(r.ev, kind) for r in replies} - {None}
+        for slug in slugs:
+            mine = [r for r in replies if getattr(r.ev, kind) == slug]
+            base = (acc, slug, label)
+            o.put(f"social_{kind}_replies", base, len(mine))
+            o.put(f"social_{kind}_resolution_ratio", base,
+                  _ratio(sum(1 for r in mine if r.ev.resolved), len(mine)))
+            matched = [(r, m) for r, m in pairs if getattr(r.ev, kind) == slug]
+            _quantiles(o, f"social_{kind}_response_time_seconds", base,
+                       [max(0, r.ev.ts - m.ev.ts) / 1000.0 for r, m in matched])
+            _quantiles(o, f"social_{kind}_response_time_business_seconds", base,
+                       [business_seconds(h, m.ev.ts, r.ev.ts) for r, m in matched
+                        if (h := s.business_hours_of(r.source)) is not None])
 
 
 def _campaign(o: _Oracle, base: Labels, evs: list[Event]) -> None:
@@ -576,10 +666,49 @@ def _campaign(o: _Oracle, base: Labels, evs: list[Event]) -> None:
         o.put("social_campaign_roi_ratio", (*base, cur), _ratio(rev - spend, spend))
 
 
+def check_top_posts(
+    expected: dict[tuple[str, str, str], dict[str, int]],
+    worker: dict[str, dict[str, dict[str, dict[str, Any]]]],
+) -> list[str]:
+    """Every way the worker's top posts (``worker[account][window][ranking]``, as ``GET /kpis``
+    gives them) break the sketch's guarantee against the exact counts: the top ``TOP_N`` must
+    hold every post whose true count exceeds the ``TOP_N``-th largest by more than the error
+    bound, each listed post's true count must lie within its bounds, and the total must be
+    exact."""
+    problems: list[str] = []
+    for (acc, window, ranking), counts in sorted(expected.items()):
+        got = worker.get(acc, {}).get(window, {}).get(ranking)
+        if got is None:
+            if counts:
+                problems.append(f"{acc} {window} {ranking}: no top posts (oracle {len(counts)})")
+            continue
+        where = f"{acc} {window} {ranking}"
+        if got["total"] != sum(counts.values()):
+            problems.append(f"{where}: total {got['total']} != {sum(counts.values())}")
+        bound = got["error_bound"]
+        listed = {p["item"]: p for p in got["posts"]}
+        if len(got["posts"]) != min(TOP_N, len(counts)):
+            problems.append(f"{where}: {len(got['posts'])} posts listed, {len(counts)} exist")
+        true = sorted(counts.values(), reverse=True)
+        tenth = true[TOP_N - 1] if len(true) >= TOP_N else 0
+        for post, n in counts.items():
+            if n > tenth + bound and post not in listed:
+                problems.append(f"{where}: {post} ({n}, 10th {tenth}, bound {bound}) missing")
+        for post, p in listed.items():
+            n = counts.get(post, 0)
+            if not p["lower_bound"] <= n <= p["upper_bound"]:
+                problems.append(f"{where}: {post} true {n} outside "
+                                f"[{p['lower_bound']}, {p['upper_bound']}]")
+    return problems
+
+
 # Series whose value comes from a sketch (or is a ratio over one): compared within 2 %.
 APPROXIMATE = {
     "social_reach", "social_unique_visitors", "social_engagement_rate_by_reach_ratio",
     "social_customer_lifetime_value", "social_response_time_seconds",
+    "social_response_time_business_seconds", "social_agent_response_time_seconds",
+    "social_agent_response_time_business_seconds", "social_team_response_time_seconds",
+    "social_team_response_time_business_seconds",
 }
 SKETCH_TOLERANCE = 0.02
 

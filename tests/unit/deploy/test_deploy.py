@@ -329,6 +329,78 @@ def test_fast_variant_fires_within_minutes(render: ModuleType, tmp_path: Path) -
     _assert_ok(_run(_tool("promtool"), "test", "rules", "fast_test.yml", cwd=tmp_path))
 
 
+def test_fast_variant_response_time_sla_honours_business_hours(
+    render: ModuleType, tmp_path: Path
+) -> None:
+    """The fast variant's ResponseTimeSLA (as the e2e test renders it: 1m window, 40 s SLA)
+    judges an account with business-hours series on them (hours="business") and falls back to
+    the all-hours p90 (hours="all") for an account without."""
+    params = render.Params.fast(window="1m", interval="5s", response_sla_seconds=40)
+    render.write(params, rules_dir=tmp_path)
+    labels = 'job="socialpulse",instance="w1:6066",platform="all",window="1m",quantile="0.9"'
+
+    def series(name: str, account: str, values: str) -> dict[str, str]:
+        return {"series": f'{name}{{account="{account}",{labels}}}', "values": values}
+
+    def expected(account: str, hours: str, value: str) -> dict[str, Any]:
+        counted = {
+            "business": "business hours only",
+            "all": "all hours: no business-hours schedule",
+        }
+        return {
+            "exp_labels": {
+                "severity": "page",
+                "component": "kpi",
+                "job": "socialpulse",
+                "account": account,
+                "platform": "all",
+                "window": "1m",
+                "quantile": "0.9",
+                "hours": hours,
+            },
+            "exp_annotations": {
+                "summary": f"Replies of {account} are slower than the SLA",
+                "description": (
+                    f"p90 response time of {account} (window 1m, {counted[hours]}) is {value}, "
+                    "above the SLA of 40 s."
+                ),
+                "runbook": "Tell the care desk lead; add staff to the queue or re-route messages.",
+                "runbook_url": "deploy/RUNBOOK.md#responsetimesla",
+            },
+        }
+
+    allhours, business = "social_response_time_seconds", "social_response_time_business_seconds"
+    case = {
+        "rule_files": ["recording.yml", "alerts.yml"],
+        "evaluation_interval": "5s",
+        "tests": [
+            {
+                "interval": "5s",
+                "input_series": [
+                    series(allhours, "slow", "90x24"),
+                    series(business, "slow", "50x24"),
+                    series(allhours, "night", "90x24"),
+                    series(business, "night", "30x24"),
+                    series(allhours, "allday", "45x24"),
+                ],
+                "alert_rule_test": [
+                    {"alertname": "ResponseTimeSLA", "eval_time": "5s", "exp_alerts": []},
+                    {
+                        "alertname": "ResponseTimeSLA",
+                        "eval_time": "1m",
+                        "exp_alerts": [
+                            expected("allday", "all", "45s"),
+                            expected("slow", "business", "50s"),
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "fast_care_test.yml").write_text(yaml.safe_dump(case, sort_keys=False))
+    _assert_ok(_run(_tool("promtool"), "test", "rules", "fast_care_test.yml", cwd=tmp_path))
+
+
 def test_spike_alerts_need_an_old_enough_history(render: ModuleType) -> None:
     """Both spike alerts count the samples of the history they average (see alerts.yml.tmpl)."""
     assert render.seconds("1h30m") == 5400 and render.seconds("500ms") == 0.5
@@ -576,6 +648,39 @@ def test_overview_dashboard_layout() -> None:
     assert not missing, f"KPIs on no overview panel: {sorted(missing)}"
 
 
+#: Issue 14: business-hours response time and the care staff's series (SPEC section 4).
+CARE_STAFF_SERIES = {
+    "social_response_time_business_seconds",
+    *(
+        f"social_{who}_{kpi}"
+        for who in ("agent", "team")
+        for kpi in (
+            "replies",
+            "resolution_ratio",
+            "response_time_seconds",
+            "response_time_business_seconds",
+        )
+    ),
+}
+
+
+def test_overview_dashboard_shows_business_hours_and_care_staff() -> None:
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/socialpulse-overview.json").read_text())
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows.index("Care and satisfaction") < rows.index("Care agents and teams")
+    used = _dashboard_metrics("socialpulse-overview")
+    assert used >= CARE_STAFF_SERIES, sorted(CARE_STAFF_SERIES - used)
+    # The business-hours p90 next to the all-hours one, in one panel.
+    exprs = {
+        p["title"]: {n for t in p["targets"] for n in metric_names(t["expr"])}
+        for p in _panels(dashboard)
+        if p["type"] != "row"
+    }
+    assert {"social_response_time_seconds", "social_response_time_business_seconds"} <= exprs[
+        "Response time: business vs all hours"
+    ]
+
+
 def test_pipeline_dashboard_shows_health() -> None:
     needed = {
         "socialpulse_events_total",
@@ -643,6 +748,8 @@ def test_k8s_manifests() -> None:
     kustomization = _yaml(K8S / "kustomization.yaml")
     docs = {}
     for name in kustomization["resources"]:
+        if (K8S / name).is_dir():
+            continue  # a kustomization of its own (../config: the business hours)
         doc = _yaml(K8S / name)
         docs[doc["kind"]] = doc
     assert set(docs) >= {"StatefulSet", "Service", "PodMonitor", "PrometheusRule"}
@@ -666,8 +773,59 @@ def test_k8s_manifests() -> None:
     assert monitor["podMetricsEndpoints"][0]["port"] == "metrics"
 
 
+BUSINESS_HOURS = DEPLOY / "config" / "business-hours.toml"
+BUSINESS_HOURS_ENV = "SOCIALPULSE_BUSINESS_HOURS_FILE"
+
+
+def test_business_hours_have_one_source() -> None:
+    """compose and Kubernetes give the workers deploy/config/business-hours.toml itself: compose
+    mounts it, kustomize generates the ConfigMap from it in its own directory (the default load
+    restrictor refuses files outside a kustomization's directory), and the StatefulSet mounts
+    that ConfigMap where SOCIALPULSE_BUSINESS_HOURS_FILE points."""
+    assert BUSINESS_HOURS.is_file()
+    # compose: the worker (and the simulator, which shares the environment) mount the file.
+    compose = _yaml(COMPOSE)
+    for name in ("worker", "simulator"):
+        service = compose["services"][name]
+        target = service["environment"][BUSINESS_HOURS_ENV]
+        mounts = {
+            v.split(":")[1]: (COMPOSE.parent / v.split(":")[0]).resolve()
+            for v in service.get("volumes", [])
+            if ":" in v
+        }
+        assert mounts.get(target) == BUSINESS_HOURS, f"{name}: {target} is not {BUSINESS_HOURS}"
+    # Kubernetes: ../config is a resource; its generator reads the file from its own directory.
+    kustomization = _yaml(K8S / "kustomization.yaml")
+    bases = [K8S / r for r in kustomization["resources"] if (K8S / r).is_dir()]
+    generators = {
+        g["name"]: (base, g)
+        for base in bases
+        for g in _yaml(base / "kustomization.yaml").get("configMapGenerator", [])
+    }
+    base, generator = generators["socialpulse-business-hours"]
+    ((key, _, source),) = [f.partition("=") if "=" in f else (f, "", f) for f in generator["files"]]
+    assert (base / source).resolve() == BUSINESS_HOURS and ".." not in source
+    spec = _yaml(K8S / "statefulset.yaml")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    volumes = {v["name"]: v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"] if m["name"] in volumes}
+    path = Path(env[BUSINESS_HOURS_ENV])
+    assert path.name == key, f"{BUSINESS_HOURS_ENV}={path}: the ConfigMap key is {key}"
+    assert volumes[mounts[str(path.parent)]] == "socialpulse-business-hours"
+
+
 def test_kustomize_builds() -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not installed")
-    _assert_ok(_run(kubectl, "kustomize", K8S))
+    proc = _run(kubectl, "kustomize", K8S)  # the default load restrictor, as `kubectl apply -k`
+    _assert_ok(proc)
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(proc.stdout) if d}
+    (cm,) = [d for (kind, name), d in docs.items() if name.startswith("socialpulse-business-hours")]
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["namespace"] == "socialpulse"
+    assert cm["data"] == {"business-hours.toml": BUSINESS_HOURS.read_text(encoding="utf-8")}
+    worker = docs[("StatefulSet", "socialpulse-worker")]["spec"]["template"]["spec"]
+    # The generated name (with its content hash) is what the StatefulSet mounts.
+    mounted = {v["configMap"]["name"] for v in worker["volumes"] if "configMap" in v}
+    assert cm["metadata"]["name"] in mounted, mounted

@@ -148,6 +148,16 @@ VALID: list[Case] = [
         doc("reply", in_reply_to="evt-comment-1", resolved=True),
         event("reply", in_reply_to="evt-comment-1", resolved=True),
     ),
+    ok(
+        "reply_with_agent_and_team",
+        doc("reply", in_reply_to="m-1", agent="agent-07", team="care-emea"),
+        event("reply", in_reply_to="m-1", agent="agent-07", team="care-emea"),
+    ),
+    ok(
+        "agent_on_a_like_is_ignored",
+        doc("like", agent="Not A Slug"),
+        event("like"),
+    ),
     ok("follow", doc("follow", user_id="u1"), event("follow", user_id="u1")),
     ok("unfollow", doc("unfollow", user_id="u1"), event("unfollow", user_id="u1")),
     ok("followers", doc("followers", count=1_000_000), event("followers", count=1_000_000)),
@@ -426,6 +436,11 @@ INVALID: list[Case] = [
     bad("platform_reserved_all", doc("like", platform="all"), Reason.RESERVED_VALUE),
     bad("campaign_reserved_all", doc("like", campaign="all"), Reason.RESERVED_VALUE),
     bad("goal_reserved_all", doc("conversion", goal="all"), Reason.RESERVED_VALUE),
+    bad("agent_reserved_all", doc("reply", in_reply_to="m-1", agent="all"),
+        Reason.RESERVED_VALUE),
+    bad("agent_bad_slug", doc("reply", in_reply_to="m-1", agent="Jane Doe"), Reason.BAD_SLUG),
+    bad("team_reserved_other", doc("reply", in_reply_to="m-1", team="_other"), Reason.BAD_SLUG),
+    bad("team_wrong_type", doc("reply", in_reply_to="m-1", team=7), Reason.WRONG_TYPE),
     # --- timestamps ---
     bad("ts_naive", doc("like", ts="2024-05-01T09:59:00"), Reason.BAD_TIMESTAMP),
     bad("ts_second_60_not_a_leap_second", doc("like", ts="2024-05-01T12:34:60Z"),

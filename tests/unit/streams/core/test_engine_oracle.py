@@ -12,7 +12,7 @@ import pytest
 
 from streams.core.catalogue import ALL_KPIS
 from streams.core.engine import Engine, Snapshot
-from streams.core.series import compute
+from streams.core.series import compute, top_posts
 from streams.settings import Settings
 from streams.worker.market_board import MarketBoard
 from tests.support import eventset, oracle
@@ -20,9 +20,14 @@ from tests.support import eventset, oracle
 PARTITIONS = 4  # the settings' default topic_partitions
 
 
-def _settings() -> Settings:
-    return Settings(clock="event", windows=["1m", "5m", "20m"], grace_seconds=60,
-                    markets={"acme": "coffee", "globex": "coffee"})
+def _settings(**overrides: object) -> Settings:
+    """Event clock, short windows; acme and globex (the market "coffee") with business hours
+    and the others without; an SLA of two minutes, which the five minutes of traffic pass."""
+    fields: dict[str, object] = dict(
+        clock="event", windows=["1m", "5m", "20m"], grace_seconds=60,
+        markets={"acme": "coffee", "globex": "coffee"},
+        business_hours_file=eventset.BUSINESS_HOURS, response_sla_seconds=120)
+    return Settings(**{**fields, **overrides})  # type: ignore[arg-type]
 
 
 def _partitioned(
@@ -68,6 +73,17 @@ def test_engine_matches_oracle(records: list[tuple[int, int, bytes | None, bytes
     assert {m.name for m in ALL_KPIS} <= set(expected.series), "input must exercise every KPI"
     problems = oracle.compare(expected.series, _as_dict(compute(engine, s)))
     assert not problems, "\n".join(problems[:40])
+    problems = oracle.check_top_posts(expected.posts, _top_posts(engine))
+    assert not problems, "\n".join(problems[:40])
+    # Business hours exist for the accounts with a schedule only, and they count less.
+    business = expected.series["social_response_time_business_seconds_sum"]
+    all_hours = expected.series["social_response_time_seconds_sum"]
+    assert {k[0] for k in business} == {"acme", "globex"}
+    assert sum(business.values()) < sum(all_hours[k] for k in business)
+
+
+def _top_posts(engine: Engine) -> dict[str, dict[str, dict[str, dict[str, object]]]]:
+    return {a: top_posts(engine, a) for a in engine.accounts()}
 
 
 def test_null_keys_are_rekeyed_and_match_the_oracle() -> None:
@@ -122,6 +138,8 @@ def test_crash_replay_is_exact(records: list[tuple[int, int, bytes | None, bytes
     expected = _oracle(records, s, wall)
     problems = oracle.compare(expected.series, _as_dict(compute(restored, s)))
     assert not problems, "\n".join(problems[:40])
+    problems = oracle.check_top_posts(expected.posts, _top_posts(restored))
+    assert not problems, "\n".join(problems[:40])
 
 
 def test_engine_matches_oracle_with_every_cap_reached(
@@ -133,7 +151,9 @@ def test_engine_matches_oracle_with_every_cap_reached(
     s = Settings(clock="event", windows=["1m", "5m", "20m"], grace_seconds=60,
                  markets={"acme": "coffee", "globex": "coffee"}, max_accounts=2,
                  max_campaigns_per_account=1, max_platforms_per_account=2,
-                 max_goals_per_account=1, max_currencies_per_account=1)
+                 max_goals_per_account=1, max_currencies_per_account=1,
+                 max_agents_per_account=1, max_teams_per_account=1,
+                 business_hours_file=eventset.BUSINESS_HOURS)
     wall = int(time.time() * 1000)
     engine = Engine(s, now_ms=lambda: wall)
     overflow: dict[str, int] = defaultdict(int)
@@ -149,7 +169,7 @@ def test_engine_matches_oracle_with_every_cap_reached(
     assert 1 <= len(admitted) <= 2 and "_other" in engine.accounts()
     expected = oracle.run(((p, o, v) for p, o, _k, v in records), s, wall, admitted=admitted)
     # (the simulated traffic has one currency: test_engine covers the currency cap)
-    assert {"account", "campaign", "platform", "goal"} <= set(expected.overflow)
+    assert {"account", "campaign", "platform", "goal", "agent", "team"} <= set(expected.overflow)
     assert expected.overflow == {k: n for k, n in overflow.items() if n}
     problems = oracle.compare(expected.series, _as_dict(compute(engine, s)))
     assert not problems, "\n".join(problems[:40])
