@@ -53,6 +53,8 @@ CAPS = {
     "SOCIALPULSE_MAX_PLATFORMS_PER_ACCOUNT": "4",
     "SOCIALPULSE_MAX_GOALS_PER_ACCOUNT": "3",
     "SOCIALPULSE_MAX_CURRENCIES_PER_ACCOUNT": "2",
+    "SOCIALPULSE_MAX_AGENTS_PER_ACCOUNT": "3",
+    "SOCIALPULSE_MAX_TEAMS_PER_ACCOUNT": "2",
 }
 SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
@@ -86,10 +88,16 @@ def _events(start_ms: int, span_ms: int, seed: int = 8) -> Iterator[dict[str, An
             ev.update(type="like")
         elif kind < 0.88:
             ev.update(type="conversion", goal=f"goal-{i}" if flood else "signup")
-        elif kind < 0.95:
+        elif kind < 0.92:
             ev.update(type="purchase", amount=round(rng.uniform(1, 99), 2),
                       currency="".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ", k=3))
                       if flood else "EUR")
+        elif kind < 0.95:
+            # replies to unknown messages, by agents and teams of their own (a new one each
+            # time in a flood)
+            ev.update(type="reply", in_reply_to=f"m{rng.randrange(EVENTS)}",
+                      agent=f"agent-{i}" if flood else f"agent-{rng.randrange(2)}",
+                      team=f"team-{i}" if flood else "desk")
         else:
             ev.update(type="visit", pages=rng.randint(1, 5), bounced=rng.random() < 0.4)
         if ev["type"] in ("impression", "click", "purchase") and rng.random() < 0.3:
@@ -122,8 +130,9 @@ def _wait_idle(w: WorkerProc, partitions: int, timeout: float) -> dict[str, Any]
 
 def _bound(s: Settings, partitions: int) -> int:
     """The most series the caps allow: accounts (+ "_other"), platforms (+ "_other", "all"),
-    goals (+ "_other", "all"), currencies (+ "_other"), campaigns (+ "_other"). "_other" gathers
-    accounts of every partition, each with its own per-account caps: counted per partition."""
+    goals (+ "_other", "all"), currencies (+ "_other"), campaigns, agents and teams (each +
+    "_other"). "_other" gathers accounts of every partition, each with its own per-account caps:
+    counted per partition."""
     accounts = s.max_accounts + partitions
     platforms = s.max_platforms_per_account + 2
     extra = {"goal": s.max_goals_per_account + 2, "currency": s.max_currencies_per_account + 1,
@@ -141,7 +150,9 @@ def _bound(s: Settings, partitions: int) -> int:
         elif m.scope == "current":
             total += accounts * platforms * per
         else:
-            total += accounts * (s.max_campaigns_per_account + 1) * windows * per
+            named = {"campaign": s.max_campaigns_per_account, "agent": s.max_agents_per_account,
+                     "team": s.max_teams_per_account}[m.scope]
+            total += accounts * (named + 1) * windows * per
     return total
 
 
@@ -200,7 +211,7 @@ def test_cardinality_attack_stays_under_the_caps(
     for name, values in label_values.items():
         leaked = values & idents
         assert not leaked, (name, sorted(leaked)[:5])
-    for name in ("account", "platform", "campaign", "goal"):
+    for name in ("account", "platform", "campaign", "goal", "agent", "team"):
         odd = {v for v in label_values[name] if not SLUG.fullmatch(v)} - {"_other", "all"}
         assert not odd, (name, sorted(odd)[:5])
     assert all(re.fullmatch(r"[A-Z]{3}|_other", v) for v in label_values["currency"])
@@ -214,11 +225,12 @@ def test_cardinality_attack_stays_under_the_caps(
         for labels in rows:
             acc = labels[0]
             for label, value in zip(names[1:], labels[1:], strict=True):
-                if label in ("platform", "campaign", "goal", "currency"):
+                if label in ("platform", "campaign", "goal", "currency", "agent", "team"):
                     per_account[(acc, label)].add(value)
     caps = {"platform": s.max_platforms_per_account + 2, "campaign":
             s.max_campaigns_per_account + 1, "goal": s.max_goals_per_account + 2,
-            "currency": s.max_currencies_per_account + 1}
+            "currency": s.max_currencies_per_account + 1,
+            "agent": s.max_agents_per_account + 1, "team": s.max_teams_per_account + 1}
     for (acc, label), values in per_account.items():
         limit = caps[label] * (s.topic_partitions if acc == "_other" else 1)
         assert len(values) <= limit, (acc, label, sorted(values))

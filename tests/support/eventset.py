@@ -75,11 +75,15 @@ def build(
         raise ValueError(f"span_s must leave room for the rare records: {span_s}")
     start_ms = end_ms - int(span_s * 1000)
     rng = random.Random(seed)
-    # The dense mix (every KPI family in a few thousand records), and care teams that keep the
-    # tests' business hours: replies to messages of off time wait for the next shift.
+    # The dense mix (every KPI family in a few thousand records), replies within a minute or so
+    # (most answers of a real desk come after the few minutes a test's traffic lasts), and care
+    # teams that keep the tests' business hours: replies to messages of off time wait for the
+    # next shift. No viral posts: their bursts follow the wall clock's week, and a data set must
+    # not depend on the hour it is built at.
     sim = Simulator(SimulationConfig(
         seed=seed, scenario=scenario, users=5_000, daily_amplitude=0.0,  # type: ignore[arg-type]
-        mix=DENSE_MIX, business_hours=read_business_hours(BUSINESS_HOURS),
+        mix=DENSE_MIX, reply_median_s=45.0, viral_posts_per_week=0.0,
+        business_hours=read_business_hours(BUSINESS_HOURS),
         account_markets={"acme": "coffee", "globex": "coffee"}))
     base: list[TestRecord] = []
     for rec in sim.events(start_ms, count=count, duration_s=span_s, rate=count / span_s):

@@ -192,9 +192,28 @@ def test_promtool_tests_exist() -> None:
     assert len(PROMTOOL_TESTS) >= 3
 
 
+@pytest.fixture(scope="module")
+def promtool_runs() -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Every ``promtool test rules`` file started at once (each is one single-threaded process
+    of seconds to tens of seconds): the tests below wait for their own."""
+    promtool = _tool("promtool")
+    runs = {p.name: subprocess.Popen([str(promtool), "test", "rules", p.name], cwd=p.parent,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for p in PROMTOOL_TESTS}
+    yield runs
+    for proc in runs.values():
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 @pytest.mark.parametrize("path", PROMTOOL_TESTS, ids=[p.name for p in PROMTOOL_TESTS])
-def test_promtool_test_rules(path: Path) -> None:
-    _assert_ok(_run(_tool("promtool"), "test", "rules", path.name, cwd=path.parent))
+def test_promtool_test_rules(
+    path: Path, promtool_runs: dict[str, subprocess.Popen[str]]
+) -> None:
+    proc = promtool_runs[path.name]
+    stdout, stderr = proc.communicate(timeout=300)
+    _assert_ok(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
 
 
 def test_every_alert_fires_and_stays_silent_in_a_promtool_test() -> None:

