@@ -4,17 +4,30 @@ refresh: gauges that are computed once per scrape rather than kept current per e
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Info,
+)
 
 from schemas.events import Reason
+from streams.build import BuildInfo
 from streams.core.engine import Engine
 from streams.core.labels import OTHER_ACCOUNT, OVERFLOW_KINDS
 
 
 class Health:
-    """The pipeline's own metrics (``socialpulse_`` prefix), registered on ``registry``."""
+    """The pipeline's own metrics (``socialpulse_`` prefix), registered on ``registry``, next
+    to the process and Python runtime collectors every Prometheus client exports (memory,
+    CPU, file descriptors, garbage collection: what operators look at first)."""
 
-    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+    def __init__(self, registry: CollectorRegistry, build: BuildInfo) -> None:
+        for runtime in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(runtime)
         self.events = Counter(
             "socialpulse_events", "Valid events applied to the KPIs, by type.", ["type"],
             registry=registry,
@@ -110,8 +123,11 @@ class Health:
             self.overflow.labels(kind)
         for stage in ("encode", "write"):
             self.flush_failures.labels(stage)
-        self.build = Info("socialpulse_build", "Build information.", registry=registry)
-        self.build.info({"version": version})
+        self.build = Info(
+            "socialpulse_build",
+            "The running build: version, source revision, faust and Python versions.",
+            registry=registry)
+        self.build.info(build.labels())
 
 
 def consumer_lag(

@@ -17,7 +17,7 @@ from faust.types import TopicT, TransportT
 from faust.web import Web
 from prometheus_client import CollectorRegistry
 
-from streams import __version__
+from streams.build import build_info
 from streams.export.health import Health
 from streams.settings import Settings, load
 from streams.worker.httpd import ConnectionLimits, GuardedWeb
@@ -141,5 +141,5 @@ def build_app(settings: Settings) -> App:
 
 settings: Settings = load()
 registry = CollectorRegistry(auto_describe=True)
-health = Health(registry, __version__)
+health = Health(registry, build_info())
 app: App = build_app(settings)

@@ -9,14 +9,20 @@ kills, lost local state, rebalances, graceful stop) are in test_reliability.py.
 
 from __future__ import annotations
 
+import gzip
+import platform
+import re
 import subprocess
 import time
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from streams import __version__
 from tests.support.harness import (
     _check,
     _produce,
@@ -38,10 +44,23 @@ def test_worker_matches_oracle(
     workers.append(w)
     w.wait_ready()
     _check(w, worker_env, kafka, len(records), one_process=True)
-    exposition = w.metrics()
+    # Asked with gzip, as Prometheus asks: the same exposition, compressed, with the process
+    # and Python runtime metrics and the build's labels; promtool finds nothing to complain of.
+    request = urllib.request.Request(f"{w.url}/metrics", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        exposition = gzip.decompress(resp.read()).decode()
+    assert "Content-Encoding" not in urllib.request.urlopen(f"{w.url}/metrics").headers
     lint = subprocess.run(["promtool", "check", "metrics"], input=exposition.encode(),
                           capture_output=True, timeout=60)
     assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+    families = {f.name: f for f in text_string_to_metric_families(exposition)}
+    assert families["process_resident_memory_bytes"].samples[0].value > 10 * 2**20
+    assert "python_gc_objects_collected" in families and "python_info" in families
+    (info,) = families["socialpulse_build_info"].samples
+    assert info.labels["version"] == __version__ and info.labels["faust_version"] == "0.15.3"
+    assert info.labels["python_version"] == platform.python_version()
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", info.labels["revision"])
     # /kpis answers with the same numbers as /metrics.
     kpis, _ = _scrape(w)
     body = orjson.loads(w.get("/kpis?account=acme&window=5m"))

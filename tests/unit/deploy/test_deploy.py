@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from streams.build import build_info
 from streams.core.catalogue import ALL_KPIS
 from streams.export.health import Health
 
@@ -105,7 +106,7 @@ def _known_metric_names() -> set[str]:
     """Every name a query may use: KPIs, health metrics, recording rules, up and ALERTS."""
     names = {kpi.name for kpi in ALL_KPIS}
     registry = CollectorRegistry()
-    Health(registry, "test")
+    Health(registry, build_info())
     for family in registry.collect():
         suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
         names.add(family.name + suffix)

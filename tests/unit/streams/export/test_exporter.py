@@ -10,6 +10,7 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.build import build_info
 from streams.core.catalogue import ALL_KPIS
 from streams.core.engine import Engine
 from streams.core.series import compute
@@ -42,7 +43,7 @@ def _exposition() -> str:
     e, s = _engine()
     registry = CollectorRegistry()
     registry.register(KpiCollector(e, s))
-    health = Health(registry, "test")
+    health = Health(registry, build_info())
     refresh_health(health, e, T0 + 61_000, {0: 4}, unflushed=4)
     return generate_latest(registry).decode()
 

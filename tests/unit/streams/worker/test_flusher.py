@@ -15,6 +15,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streams.build import build_info
 from streams.core.engine import Engine
 from streams.export.health import Health
 from streams.settings import Settings
@@ -61,7 +62,7 @@ def build(world: World, max_pending: int = 1_000, dead_max: int = 1024) -> tuple
     s = Settings(clock="event", windows=["1m"], markets={"acme": "coffee"})
     engine = Engine(s, now_ms=lambda: T0 + 60_000)
     flusher = Flusher(engine, world, world, world, TOPICS,
-                      Health(CollectorRegistry(), "test"), max_pending, dead_max)
+                      Health(CollectorRegistry(), build_info()), max_pending, dead_max)
     return engine, flusher
 
 
@@ -315,8 +316,9 @@ def test_forwards_go_with_the_state_and_both_sources_are_acked_after_the_marks()
     engine = Engine(s, now_ms=lambda: T0 + 60_000)
     topics = FlushTopics(input="in", changelog="changelog", dead_letters="dlq",
                          markets="markets", repartition="rekey")
-    flusher = Flusher(engine, world, world, world, topics, Health(CollectorRegistry(), "test"),
-                      1_000, 1024, rekeyed_acks=RekeyedAcks(world))
+    flusher = Flusher(engine, world, world, world, topics,
+                      Health(CollectorRegistry(), build_info()), 1_000, 1024,
+                      rekeyed_acks=RekeyedAcks(world))
     hooli = ev(2, account="hooli")
     engine.ingest_records(0, [_Record(0, None, ev(1)), _Record(1, None, hooli)], T0,
                           flusher.outcome)

@@ -1,10 +1,13 @@
-"""streams.worker.httpd: what GET /kpis may cost, and the redirect's query kept encoded."""
+"""streams.worker.httpd: what GET /kpis may cost, the redirect's query kept encoded, and which
+scrapers take gzip."""
 
 from __future__ import annotations
 
 import asyncio
 
-from streams.worker.httpd import KpisCache
+import pytest
+
+from streams.worker.httpd import KpisCache, accepts_gzip
 
 
 def test_a_loop_of_requests_costs_one_compute_per_account_and_period() -> None:
@@ -65,3 +68,12 @@ def test_an_answer_is_never_older_than_the_data() -> None:
         return [first, again, await cache.get("acme")]
 
     assert asyncio.run(scenario()) == [(0, 0), (0, 0), (1, 1)]
+
+
+@pytest.mark.parametrize("header,gzip", [
+    ("gzip", True), ("gzip, deflate, br", True), ("br;q=1.0, gzip;q=0.5", True),
+    ("identity", False), ("", False), ("gzip;q=0", False), ("*", True), ("deflate", False),
+    ("GZIP", True), ("gzip;q=oops", False),
+])
+def test_accepts_gzip(header: str, gzip: bool) -> None:
+    assert accepts_gzip(header) is gzip
