@@ -124,26 +124,18 @@ class LabelCaps:
             else:
                 out.overflow_campaigns += 1
                 ev.campaign = OTHER_CAMPAIGN
-        if ev.platform not in core.platforms and not _admit_label(
-                core.platforms, ev.platform, self.max_platforms, fresh, ps, account):
-            out.overflow("platform")
-            ev.platform = OTHER_LABEL
-        if ev.goal is not None and ev.goal not in core.goals and not _admit_label(
-                core.goals, ev.goal, self.max_goals, fresh, ps, account):
-            out.overflow("goal")
-            ev.goal = OTHER_LABEL
-        if ev.currency is not None and ev.currency not in core.currencies and not _admit_label(
-                core.currencies, ev.currency, self.max_currencies, fresh, ps, account):
-            out.overflow("currency")
-            ev.currency = OTHER_LABEL
-        if ev.agent is not None and ev.agent not in core.agents and not _admit_label(
-                core.agents, ev.agent, self.max_agents, fresh, ps, account):
-            out.overflow("agent")
-            ev.agent = OTHER_LABEL
-        if ev.team is not None and ev.team not in core.teams and not _admit_label(
-                core.teams, ev.team, self.max_teams, fresh, ps, account):
-            out.overflow("team")
-            ev.team = OTHER_LABEL
+        # Each capped label of the event (SPEC §4), in this order, against the core's admitted set.
+        for kind, admitted, cap in (
+                ("platform", core.platforms, self.max_platforms),
+                ("goal", core.goals, self.max_goals),
+                ("currency", core.currencies, self.max_currencies),
+                ("agent", core.agents, self.max_agents),
+                ("team", core.teams, self.max_teams)):
+            value = getattr(ev, kind)
+            if value is not None and value not in admitted and not _admit_label(
+                    admitted, value, cap, fresh, ps, account):
+                out.overflow(kind)
+                setattr(ev, kind, OTHER_LABEL)
         return label
 
 

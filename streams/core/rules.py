@@ -224,6 +224,12 @@ def apply_campaign(b: Bucket, ev: Event) -> None:
         spend[cur] = spend.get(cur, 0.0) + (ev.amount or 0.0)
 
 
+def _staff_keys(agent: str | None, team: str | None) -> list[str]:
+    """The staff slots a reply counts in: its agent's and its team's."""
+    return [staff_key(kind, slug) for kind, slug in (("agent", agent), ("team", team))
+            if slug is not None]
+
+
 class AccountRules:
     """Applies an event to its account core: the state that ties events together.
 
@@ -305,8 +311,7 @@ class AccountRules:
     def _staff_reply(self, core: AccountCore, ev: Event, clock: int) -> None:
         """A reply counts for its agent and team at its own time, matched or not."""
         floors = self._floors.at(clock)
-        keys = [staff_key(kind, slug) for kind, slug in (("agent", ev.agent), ("team", ev.team))
-                if slug is not None]
+        keys = _staff_keys(ev.agent, ev.team)
         for res, w in enumerate(self.windows):
             r_idx = ev.ts // w.bucket_ms
             if r_idx >= floors[res]:
@@ -326,8 +331,7 @@ class AccountRules:
         seconds = max(0.0, (reply_ts - msg.ts) / 1000.0)
         hours = self.hours_of(account)
         business = hours.seconds_between(msg.ts, reply_ts) if hours is not None else None
-        keys = [staff_key(kind, slug) for kind, slug in (("agent", agent), ("team", team))
-                if slug is not None]
+        keys = _staff_keys(agent, team)
         for res, w in enumerate(self.windows):
             r_idx = reply_ts // w.bucket_ms
             if r_idx >= floors[res]:
