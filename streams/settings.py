@@ -116,6 +116,19 @@ class Settings(BaseSettings):
     max_agents_per_account: int = Field(default=50, ge=1)
     max_teams_per_account: int = Field(default=10, ge=1)
 
+    # --- Reports (``socialpulse report``; the command's flags override these) --------------
+    # The Prometheus that scrapes the workers and has the rules of deploy/prometheus/rules.
+    report_prometheus_url: str = "http://127.0.0.1:9090"
+    # A worker's web address, for the top posts (GET /kpis; the owner of the account answers).
+    report_worker_url: str | None = None
+    report_dir: Path = Path("reports")
+    # Headless Chromium for the PDF; None: found on PATH (Debian's chromium).
+    report_chromium: str | None = None
+    # Chromium's sandbox: None keeps it (but as root, where it cannot run); false turns it off,
+    # which a container without the user namespaces it needs must (deploy/k8s, deploy/compose).
+    report_chromium_sandbox: bool | None = None
+    report_timeout_seconds: float = Field(default=30.0, gt=0)
+
     @field_validator("windows", mode="before")
     @classmethod
     def _windows(cls, value: Any) -> Any:

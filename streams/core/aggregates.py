@@ -25,6 +25,7 @@ import orjson
 from xxhash import xxh3_64_intdigest, xxh32_intdigest
 
 from streams.core.sketches import Hll, Quantiles, TopItems
+from streams.core.totals import CareTotals
 
 # Counter slots of a PlatformAgg. A flat list beats attributes for merge and encode.
 (
@@ -376,7 +377,8 @@ class AccountCore:
     """The per-account record of state that is not a plain function of one bucket's events."""
 
     __slots__ = (
-        "agents", "applied", "applied_rekeyed", "campaigns", "care", "clv", "currencies",
+        "agents", "applied", "applied_rekeyed", "campaigns", "care", "care_totals", "clv",
+        "currencies",
         "dirty_parts", "followers", "goals", "label", "messages", "n_parts", "orphans",
         "part_gens", "pending", "platforms", "seen_bucket", "staff", "teams",
     )
@@ -408,6 +410,9 @@ class AccountCore:
         self.care: dict[tuple[int, int], dict[str, CareSlot]] = {}
         # (resolution index, bucket index) -> staff key (``staff_key``) -> what it did there
         self.staff: dict[tuple[int, int], dict[str, StaffSlot]] = {}
+        # platform -> lifetime care counts and response-time histogram (``streams.core.totals``),
+        # kept while the account holds its own label
+        self.care_totals: dict[str, CareTotals] = {}
         # ids of messages needing a response that have none yet (derived from messages)
         self.pending: set[str] = set()
         # campaigns admitted under the per-account cap; only ever grows
@@ -482,6 +487,12 @@ class AccountCore:
             slot = per[platform] = CareSlot()
         return slot
 
+    def care_total(self, platform: str) -> CareTotals:
+        ct = self.care_totals.get(platform)
+        if ct is None:
+            ct = self.care_totals[platform] = CareTotals()
+        return ct
+
     def staff_slot(self, res: int, idx: int, key: str) -> StaffSlot:
         per = self.staff.get((res, idx))
         if per is None:
@@ -513,6 +524,7 @@ class AccountCore:
                       for (r, i), per in self.staff.items()],
                 "ag": sorted(self.agents),
                 "tm": sorted(self.teams),
+                "ct": {p: ct.to_obj() for p, ct in self.care_totals.items()},
             }
         )
 
@@ -557,6 +569,8 @@ class AccountCore:
             c.staff[(r, i)] = {k: StaffSlot.from_obj(s) for k, s in per.items()}
         c.agents = set(obj.get("ag", ()))
         c.teams = set(obj.get("tm", ()))
+        # .get: cores written before lifetime totals
+        c.care_totals = {p: CareTotals.from_obj(v) for p, v in obj.get("ct", {}).items()}
         return c
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from schemas.events import Event
 from streams.core.aggregates import ADMITTED, OVERFLOW, UNDECIDED, AccountCore
+from streams.core.keys import totals_key
 from streams.core.labels import OTHER_ACCOUNT, OTHER_CAMPAIGN, OTHER_LABEL, other_of_market
 from streams.core.outcome import Outcome
 from streams.core.partition import PartitionState
@@ -54,11 +55,16 @@ class LabelCaps:
     def lapsed(self, core: AccountCore, clock: int) -> bool:
         return self.lapses_at(core) <= clock
 
-    def release(self, ps: PartitionState, account: str, core: AccountCore) -> None:
-        """The account's decision lapsed: its slot (if it held one) is free again."""
+    def release(self, ps: PartitionState, p: int, account: str, core: AccountCore) -> None:
+        """The account's decision lapsed: its slot (if it held one) is free again, and its
+        lifetime totals go with it (``streams.core.totals``: they start again from 0)."""
         ps.admitted.discard(account)
         core.label = UNDECIDED
+        core.care_totals = {}
         ps.dirty_cores.add(account)
+        if ps.totals.pop(account, None) is not None:
+            ps.dirty_totals.discard(account)
+            ps.dirty_deleted.append(totals_key(p, account))
 
     def decide(self, ps: PartitionState, p: int, account: str, core: AccountCore,
                clock: int) -> None:
@@ -71,7 +77,7 @@ class LabelCaps:
                 other = ps.cores[name]
                 at = self.lapses_at(other)
                 if at <= clock:
-                    self.release(ps, name, other)
+                    self.release(ps, p, name, other)
                 elif soonest is None or at < soonest:
                     soonest = at
             ps.next_lapse = soonest if soonest is not None else -1

@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Scope = Literal["window", "current", "campaign", "agent", "team"]
+from streams.core.totals import (
+    CARE_COUNTERS,
+    KEYED_COUNTERS,
+    RESPONSE_HISTOGRAM,
+    RESPONSE_HISTOGRAM_HELP,
+    SLOT_COUNTERS,
+)
+
+Scope = Literal["window", "current", "campaign", "agent", "team", "total"]
+Kind = Literal["gauge", "summary", "counter", "histogram"]
 # Scopes whose second label names something other than a platform (``social_<scope>_<kpi>``).
 NAMED_SCOPES: tuple[Scope, ...] = ("campaign", "agent", "team")
 
@@ -24,16 +33,22 @@ class KpiMetric:
     scope: Scope = "window"
     extra: tuple[str, ...] = ()
     # "summary": quantile samples plus <name>_count and <name>_sum (promtool rejects a gauge
-    # with a quantile label).
-    kind: Literal["gauge", "summary"] = "gauge"
+    # with a quantile label); "counter": the one sample <name> ends in ``_total``;
+    # "histogram": <name>_bucket with ``le``, <name>_count and <name>_sum.
+    kind: Kind = "gauge"
 
     @property
     def name(self) -> str:
         prefix = f"social_{self.scope}_" if self.scope in NAMED_SCOPES else "social_"
-        return prefix + self.key
+        return prefix + self.key + ("_total" if self.kind == "counter" else "")
 
     @property
     def labels(self) -> tuple[str, ...]:
+        if self.scope == "total":
+            # ``partition`` is empty (no label) but for "_other", which stands for the
+            # overflowed accounts of each partition: one series per partition, so that a
+            # partition that moves to another worker moves its own counter (SPEC §4).
+            return ("account", "platform", "partition", *self.extra)
         if self.scope in NAMED_SCOPES:
             return ("account", self.scope, "window", *self.extra)
         if self.scope == "current":
@@ -144,21 +159,48 @@ AGENT_KPIS: tuple[KpiMetric, ...] = tuple(
     KpiMetric(k, h.format("agent"), "agent", e, _kind(e)) for k, h, e in _S)
 TEAM_KPIS: tuple[KpiMetric, ...] = tuple(
     KpiMetric(k, h.format("team"), "team", e, _kind(e)) for k, h, e in _S)
+# Lifetime totals (SPEC §4, ``streams.core.totals``): counters, and one histogram.
+TOTAL_KPIS: tuple[KpiMetric, ...] = (
+    *(KpiMetric(c.key, c.help, "total", (), "counter") for c in SLOT_COUNTERS),
+    *(KpiMetric(c.key, c.help, "total", (c.label,), "counter") for c in KEYED_COUNTERS),
+    *(KpiMetric(key, h, "total", (), "counter") for key, h in CARE_COUNTERS),
+    KpiMetric(RESPONSE_HISTOGRAM, RESPONSE_HISTOGRAM_HELP, "total", (), "histogram"),
+)
 ALL_KPIS: tuple[KpiMetric, ...] = (
-    WINDOW_KPIS + CURRENT_KPIS + CAMPAIGN_KPIS + AGENT_KPIS + TEAM_KPIS)
+    WINDOW_KPIS + CURRENT_KPIS + CAMPAIGN_KPIS + AGENT_KPIS + TEAM_KPIS + TOTAL_KPIS)
 SUMMARY_PARTS: tuple[str, ...] = ("_count", "_sum")
+HISTOGRAM_BUCKETS = "_bucket"
+
+
+def part_names(m: KpiMetric) -> list[tuple[str, tuple[str, ...]]]:
+    """The sample names of a family with the label names of each, in exposition order."""
+    if m.kind == "summary":
+        base = tuple(x for x in m.labels if x != "quantile")
+        return [(m.name, m.labels), *((m.name + part, base) for part in SUMMARY_PARTS)]
+    if m.kind == "histogram":
+        return [(m.name + HISTOGRAM_BUCKETS, (*m.labels, "le")),
+                *((m.name + part, m.labels) for part in SUMMARY_PARTS)]
+    return [(m.name, m.labels)]
 
 
 def sample_metrics() -> dict[str, KpiMetric]:
     """Every sample name a KPI family produces, mapped to a KpiMetric describing its labels.
 
-    A summary's ``_count`` and ``_sum`` samples carry the family's labels without ``quantile``.
+    A summary's ``_count`` and ``_sum`` samples carry the family's labels without ``quantile``;
+    a histogram's ``_bucket`` samples add ``le``. A counter's one sample is its name.
     """
     out: dict[str, KpiMetric] = {}
     for m in ALL_KPIS:
-        out[m.name] = m
         if m.kind == "summary":
+            out[m.name] = m
             base = tuple(x for x in m.extra if x != "quantile")
             for part in SUMMARY_PARTS:
                 out[m.name + part] = KpiMetric(m.key + part, m.help, m.scope, base)
+        elif m.kind == "histogram":
+            out[m.name + HISTOGRAM_BUCKETS] = KpiMetric(
+                m.key + HISTOGRAM_BUCKETS, m.help, m.scope, (*m.extra, "le"))
+            for part in SUMMARY_PARTS:
+                out[m.name + part] = KpiMetric(m.key + part, m.help, m.scope, m.extra)
+        else:
+            out[m.name] = m
     return out

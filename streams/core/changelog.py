@@ -9,7 +9,8 @@ changelog (SPEC §5). ``streams.worker.flusher`` does the writing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Mapping
+import itertools
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ from streams.core.keys import (
     MANIFEST,
     MARK,
     MESSAGES,
+    TOTALS,
     BucketKey,
     MarketKey,
     bucket_key,
@@ -38,10 +40,12 @@ from streams.core.keys import (
     mark_key,
     message_part_key,
     parse_state_key,
+    totals_key,
 )
 from streams.core.labels import OTHER_ACCOUNT, market_of_other
 from streams.core.manifest import StateManifest
 from streams.core.partition import MarketSlot, PartitionState
+from streams.core.totals import Totals
 
 
 class StateRecord(NamedTuple):
@@ -101,6 +105,7 @@ class _Work(NamedTuple):
     ps: PartitionState
     buckets: set[BucketKey]
     cores: set[str]
+    totals: set[str]
 
 
 class _NewChunk(NamedTuple):
@@ -141,9 +146,10 @@ class SnapshotEncoder:
                 state.append(StateRecord(p, dead, None))
             ps.dirty_deleted = []
             chunks.extend(_NewChunk(p, ps, c) for c in ps.dedup.capture())
-            work.append(_Work(p, ps, ps.dirty_buckets, ps.dirty_cores))
+            work.append(_Work(p, ps, ps.dirty_buckets, ps.dirty_cores, ps.dirty_totals))
             ps.dirty_buckets = set()
             ps.dirty_cores = set()
+            ps.dirty_totals = set()
             if ps.manifest_dirty and ps.manifest is not None:
                 # Before the first mark: a mark is only ever read beside its manifest.
                 state.append(StateRecord(p, manifest_key(p), ps.manifest.encode()))
@@ -173,7 +179,7 @@ class SnapshotEncoder:
             # Cores before buckets (and dedup chunks before both): the changelog partition keeps
             # this order, so a flush cut short never leaves a bucket whose account decision or
             # first-seen ids are missing (a replay would decide them again, maybe otherwise).
-            for p, ps, buckets, cores in work:
+            for p, ps, buckets, cores, totals in work:
                 for account in cores:
                     core = ps.cores.get(account)
                     if core is not None:
@@ -190,10 +196,15 @@ class SnapshotEncoder:
                     done += 1
                     if done % self.RECORDS_PER_SLICE == 0:
                         yield
-                for k in buckets:
-                    b = ps.buckets.get(k)
-                    if b is not None:  # None: expired meanwhile, its tombstone is queued
-                        state.append(StateRecord(p, bucket_key(p, k), b.encode()))
+                # Totals and buckets after the cores: they are under the label a core decided.
+                # Each is looked up when its turn comes (None: released or expired meanwhile,
+                # its tombstone is queued).
+                later: Iterator[tuple[bytes, Totals | Bucket | None]] = itertools.chain(
+                    ((totals_key(p, label), ps.totals.get(label)) for label in totals),
+                    ((bucket_key(p, k), ps.buckets.get(k)) for k in buckets))
+                for key, record in later:
+                    if record is not None:
+                        state.append(StateRecord(p, key, record.encode()))
                     done += 1
                     if done % self.RECORDS_PER_SLICE == 0:
                         yield
@@ -214,6 +225,7 @@ def _give_back(
     for item in work:
         item.ps.dirty_buckets |= item.buckets
         item.ps.dirty_cores |= item.cores
+        item.ps.dirty_totals |= item.totals
         for account in item.cores:
             core = item.ps.cores.get(account)
             if core is not None:  # parts written under generations the changelog never got
@@ -249,6 +261,8 @@ def restore_partition(
                 core.label = UNDECIDED
             elif core.label == ADMITTED:
                 ps.admitted.add(k.account)
+        elif k.kind == TOTALS:
+            ps.totals[k.account] = Totals.decode(value)
         elif k.kind == MESSAGES:
             parts[(k.account, k.part, k.seq)] = (key, value)
         elif k.kind == DEDUP_CHUNK:

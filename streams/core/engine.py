@@ -56,6 +56,7 @@ from streams.core.partition import PartitionState, rekeyed_position
 from streams.core.partitioner import home_partition
 from streams.core.rules import BUCKET_RULES, CORE_TYPES, AccountRules, BucketRule, apply_campaign
 from streams.core.steps import run
+from streams.core.totals import TOTAL_RULES, Totals
 from streams.core.windows import Window, WindowFloors
 from streams.settings import Settings
 
@@ -292,7 +293,7 @@ class Engine:
         seen = ts // self.caps.decision_ms
         if seen > core.seen_bucket:
             if core.label != UNDECIDED and self.caps.lapsed(core, clock):
-                self.caps.release(ps, account, core)  # quiet for the horizon: decided anew
+                self.caps.release(ps, p, account, core)  # quiet for the horizon: decided anew
             core.seen_bucket = seen
             ps.dirty_cores.add(account)
         if core.label == UNDECIDED:
@@ -309,6 +310,21 @@ class Engine:
             label = self.caps.relabel(ps, core, ev, offset, rekeyed, out)
         etype = ev.type
         out.applied[etype] = out.applied.get(etype, 0) + 1
+        # Lifetime totals, by arrival: whatever window the event's time falls in (or none).
+        totals = ps.totals.get(label)
+        if totals is None:
+            totals = ps.totals[label] = Totals()
+        if rekeyed:
+            totals_fresh = offset > totals.applied_rekeyed
+            if totals_fresh:
+                totals.applied_rekeyed = offset
+        else:
+            totals_fresh = offset > totals.applied
+            if totals_fresh:
+                totals.applied = offset
+        if totals_fresh:
+            ps.dirty_totals.add(label)
+            TOTAL_RULES[etype](totals.platform(ev.platform), ev)
         rule = self._bucket_rules.get(etype)
         floors = self._floors.at(clock)
         market = self.settings.market_of(account) if etype == "mention" else ""

@@ -43,7 +43,7 @@ class Expiry:
         for account, core in ps.cores.items():
             changed = False
             if core.label and self.caps.lapsed(core, clock):
-                self.caps.release(ps, account, core)
+                self.caps.release(ps, p, account, core)
                 changed = True
             for f in core.followers.values():
                 changed = f.prune(horizon) or changed

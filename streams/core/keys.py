@@ -21,7 +21,7 @@ from typing import NamedTuple
 # (account, resolution index, bucket index): a plain tuple, built once per event and window.
 BucketKey = tuple[str, int, int]
 
-BUCKET, CORE, DEDUP_CHUNK, MARK, MANIFEST, MESSAGES = "b", "c", "d", "m", "s", "q"
+BUCKET, CORE, DEDUP_CHUNK, MARK, MANIFEST, MESSAGES, TOTALS = "b", "c", "d", "m", "s", "q", "t"
 
 
 def bucket_key(p: int, k: BucketKey) -> bytes:
@@ -30,6 +30,10 @@ def bucket_key(p: int, k: BucketKey) -> bytes:
 
 def core_key(p: int, account: str) -> bytes:
     return f"{p}:{CORE}:{account}".encode()
+
+
+def totals_key(p: int, label: str) -> bytes:
+    return f"{p}:{TOTALS}:{label}".encode()
 
 
 def message_part_key(p: int, account: str, part: int, generation: int) -> bytes:
@@ -70,7 +74,7 @@ def parse_state_key(key: bytes) -> StateKey:
     p, kind = int(parts[0]), parts[1]
     if kind == BUCKET and len(parts) == 5:
         return StateKey(p, kind, parts[2], (parts[2], int(parts[3]), int(parts[4])))
-    if kind == CORE and len(parts) == 3:
+    if kind in (CORE, TOTALS) and len(parts) == 3:
         return StateKey(p, kind, parts[2])
     if kind == MESSAGES and len(parts) == 5:
         return StateKey(p, kind, parts[2], seq=int(parts[4]), part=int(parts[3]))

@@ -7,6 +7,7 @@ from streams.core.aggregates import AccountCore, Bucket, PartitionMark
 from streams.core.dedup import DedupIndex
 from streams.core.keys import BucketKey
 from streams.core.manifest import StateManifest
+from streams.core.totals import Totals
 
 # (market, resolution index, bucket index): one market total this partition publishes.
 MarketSlot = tuple[str, int, int]
@@ -22,9 +23,10 @@ class PartitionState:
 
     __slots__ = (
         "admitted", "buckets", "cores", "dedup", "dirty_buckets", "dirty_cores",
-        "dirty_deleted", "dirty_markets", "last_fingerprint", "last_offset", "manifest",
+        "dirty_deleted", "dirty_markets", "dirty_totals", "last_fingerprint", "last_offset",
+        "manifest",
         "manifest_dirty", "mark", "market_totals", "next_lapse", "others", "rekeyed_last",
-        "rekeyed_rewound_to", "rewound_to",
+        "rekeyed_rewound_to", "rewound_to", "totals",
     )
 
     def __init__(self, dedup: DedupIndex | None = None) -> None:
@@ -38,6 +40,9 @@ class PartitionState:
         # ``rekeyed_position`` of its repartition-topic offset (``streams.core.dedup``)
         self.dedup = dedup if dedup is not None else DedupIndex()
         self.dirty_buckets: set[BucketKey] = set()
+        # label (an account, or "_other@market") -> its lifetime totals (``streams.core.totals``)
+        self.totals: dict[str, Totals] = {}
+        self.dirty_totals: set[str] = set()
         self.dirty_cores: set[str] = set()
         self.dirty_deleted: list[bytes] = []  # state keys to tombstone
         # market totals this partition must republish

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from schemas.events import Event
 from streams.core.aggregates import (
+    ADMITTED,
     BOUNCED,
     C_CLICKS,
     C_CONVERSIONS,
@@ -56,12 +57,9 @@ from streams.core.aggregates import (
     staff_key,
 )
 from streams.core.schedule import BusinessHours
+from streams.core.scores import CSAT_SATISFIED, nps_class, polarity
 from streams.core.sketches import Hll, Quantiles
 from streams.core.windows import Window, WindowFloors
-
-# A sentiment above this is positive, below its negative is negative (SPEC §3, net sentiment).
-POSITIVE_SENTIMENT = 0.25
-NEGATIVE_SENTIMENT = -0.25
 
 BucketRule = Callable[[PlatformAgg, Event], None]
 
@@ -88,9 +86,10 @@ def _sentiment(c: list[float], s: float | None) -> None:
     if s is not None:
         c[SENTIMENT_SUM] += s
         c[SENTIMENT_N] += 1
-        if s > POSITIVE_SENTIMENT:
+        side = polarity(s)
+        if side > 0:
             c[SENTIMENT_POS] += 1
-        elif s < NEGATIVE_SENTIMENT:
+        elif side < 0:
             c[SENTIMENT_NEG] += 1
 
 
@@ -160,14 +159,12 @@ def _survey(a: PlatformAgg, ev: Event) -> None:
     score = ev.score or 0
     if ev.survey == "csat":
         c[CSAT_N] += 1
-        if score >= 4:
-            c[CSAT_GOOD] += 1
+        c[CSAT_GOOD] += score >= CSAT_SATISFIED
     else:
         c[NPS_N] += 1
-        if score >= 9:
-            c[NPS_PROMOTERS] += 1
-        elif score <= 6:
-            c[NPS_DETRACTORS] += 1
+        kind = nps_class(score)
+        c[NPS_PROMOTERS] += kind > 0
+        c[NPS_DETRACTORS] += kind < 0
 
 
 def _review(a: PlatformAgg, ev: Event) -> None:
@@ -329,6 +326,9 @@ class AccountRules:
         care at the message's."""
         floors = self._floors.at(clock)
         seconds = max(0.0, (reply_ts - msg.ts) / 1000.0)
+        lifetime = core.label == ADMITTED  # "_other" has no care totals (SPEC §4)
+        if lifetime:
+            core.care_total(platform).observe(seconds)
         hours = self.hours_of(account)
         business = hours.seconds_between(msg.ts, reply_ts) if hours is not None else None
         keys = _staff_keys(agent, team)
@@ -354,6 +354,10 @@ class AccountRules:
         core.pending.discard(msg_id)
         if not (newly_answered or newly_resolved):
             return
+        if lifetime:
+            ct = core.care_total(msg.platform)
+            ct.answered += newly_answered
+            ct.resolved += newly_resolved
         floors = self._floors.at(clock)
         for res, w in enumerate(self.windows):
             m_idx = msg.ts // w.bucket_ms

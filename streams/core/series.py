@@ -21,12 +21,33 @@ from streams.core.aggregates import (
     StaffSlot,
     merged,
 )
-from streams.core.catalogue import CAMPAIGN_KPIS, CURRENT_KPIS, sample_metrics
+from streams.core.catalogue import (
+    CAMPAIGN_KPIS,
+    CURRENT_KPIS,
+    HISTOGRAM_BUCKETS,
+    SUMMARY_PARTS,
+    sample_metrics,
+)
 from streams.core.engine import Engine
 from streams.core.kpis import Row, campaign_rows, clv_rows, staff_rows, window_rows
-from streams.core.labels import ALL_PLATFORMS, OTHER_ACCOUNT, OTHER_LABEL, exported_account
+from streams.core.labels import (
+    ALL_PLATFORMS,
+    OTHER_ACCOUNT,
+    OTHER_LABEL,
+    exported_account,
+    market_of_other,
+)
 from streams.core.sketches import Hll, Quantiles, TopItems
 from streams.core.steps import run, run_async
+from streams.core.totals import (
+    CARE_COUNTERS,
+    KEYED_COUNTERS,
+    RESPONSE_BUCKETS,
+    RESPONSE_HISTOGRAM,
+    SLOT_COUNTERS,
+    CareTotals,
+    TotalsAgg,
+)
 from streams.settings import Settings
 
 LabelValues = tuple[str, ...]
@@ -35,6 +56,12 @@ SeriesMap = dict[str, list[tuple[LabelValues, float]]]
 _WINDOW_NAMES = {m.key: m.name for m in sample_metrics().values() if m.scope == "window"}
 _CURRENT_NAMES = {m.key: m.name for m in CURRENT_KPIS}
 _CAMPAIGN_NAMES = {m.key: m.name for m in CAMPAIGN_KPIS}
+_HISTOGRAM = "social_" + RESPONSE_HISTOGRAM
+_SLOT_TOTALS = [(c.slot, f"social_{c.key}_total") for c in SLOT_COUNTERS]
+_KEYED_TOTALS = [(c.field, f"social_{c.key}_total") for c in KEYED_COUNTERS]
+_ANSWERED, _RESOLVED = (f"social_{key}_total" for key, _help in CARE_COUNTERS)
+# the ``le`` label values, as the Prometheus client formats them
+_LE = [*(repr(float(b)) for b in RESPONSE_BUCKETS), "+Inf"]
 _STAFF_NAMES = {kind: {m.key: m.name for m in sample_metrics().values() if m.scope == kind}
                 for kind in STAFF_KINDS}
 
@@ -237,7 +264,66 @@ def _compute_steps(
                 _emit(out, _STAFF_NAMES[kind], (account, slug, label),
                       staff_rows(st.replies, st.resolved, st.response, st.business))
         _current(out, engine, settings, account, followers, now, sla_ms, other)
+        _lifetime(out, engine, account)
     return out
+
+
+def _lifetime(out: SeriesMap, engine: Engine, account: str) -> None:
+    """The account's lifetime totals (``streams.core.totals``): per platform and ``all``; for
+    "_other" on ``all`` only, one series per partition (its markets summed)."""
+    if account == OTHER_ACCOUNT:
+        for p, ps in sorted(engine.partitions.items()):
+            parts = [agg for label, t in ps.totals.items() if market_of_other(label) is not None
+                     for agg in t.platforms.values()]
+            if parts:
+                _emit_totals(out, (account, ALL_PLATFORMS, str(p)), _sum_totals(parts))
+        return
+    per: dict[str, TotalsAgg] = {}
+    care: dict[str, CareTotals] = {}
+    for ps in engine.partitions.values():
+        t = ps.totals.get(account)
+        if t is not None:
+            per.update(t.platforms)
+    for core in engine.iter_cores(account):
+        care.update(core.care_totals)
+    if not per and not care:
+        return
+    for platform in sorted(per):
+        _emit_totals(out, (account, platform, ""), per[platform])
+    _emit_totals(out, (account, ALL_PLATFORMS, ""), _sum_totals(list(per.values())))
+    if care:
+        everything = CareTotals()
+        for ct in care.values():
+            everything.merge(ct)
+        for platform, ct in (*sorted(care.items()), (ALL_PLATFORMS, everything)):
+            _emit_care(out, (account, platform, ""), ct)
+
+
+def _sum_totals(parts: list[TotalsAgg]) -> TotalsAgg:
+    total = TotalsAgg()
+    for agg in parts:
+        total.merge(agg)
+    return total
+
+
+def _emit_totals(out: SeriesMap, base: LabelValues, agg: TotalsAgg) -> None:
+    counts = agg.counts
+    for slot, name in _SLOT_TOTALS:
+        out[name].append((base, counts[slot]))
+    for field_name, name in _KEYED_TOTALS:
+        for key, value in sorted(getattr(agg, field_name).items()):
+            out[name].append(((*base, key), value))
+
+
+def _emit_care(out: SeriesMap, base: LabelValues, ct: CareTotals) -> None:
+    out[_ANSWERED].append((base, ct.answered))
+    out[_RESOLVED].append((base, ct.resolved))
+    if not ct.responses:
+        return
+    for le, n in zip(_LE, ct.cumulative(), strict=True):
+        out[_HISTOGRAM + HISTOGRAM_BUCKETS].append(((*base, le), n))
+    out[_HISTOGRAM + SUMMARY_PARTS[0]].append((base, ct.responses))
+    out[_HISTOGRAM + SUMMARY_PARTS[1]].append((base, ct.response_sum))
 
 
 def _emit(out: SeriesMap, names: dict[str, str], base: LabelValues, rows: list[Row]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.core.catalogue import ALL_KPIS, SUMMARY_PARTS, KpiMetric
+from streams.core.catalogue import ALL_KPIS, KpiMetric, part_names
 from streams.core.engine import Engine
 from streams.core.series import RemoteMentions, SeriesMap, compute
 from streams.settings import Settings
@@ -44,22 +44,27 @@ class KpiCollector(Collector):
         if series is None:
             series = compute(self.engine, self.settings, remote=self.remote())
         for m in ALL_KPIS:
-            rows = series.get(m.name)
-            if not rows:
+            parts = part_names(m)
+            if not series.get(parts[0][0]):
                 continue
-            if m.kind == "summary":
-                yield _summary(m, series)
+            if m.kind != "gauge":
+                yield _family(m, parts, series)
                 continue
+            rows = series[m.name]
             fam = GaugeMetricFamily(m.name, m.help, labels=m.labels)
             for labels, value in rows:
                 fam.add_metric(labels, value)
             yield fam
 
 
-def _summary(m: KpiMetric, series: SeriesMap) -> Metric:
-    fam = Metric(m.name, m.help, "summary")
-    for name in (m.name, *(m.name + part for part in SUMMARY_PARTS)):
-        names = m.labels if name == m.name else tuple(x for x in m.labels if x != "quantile")
+def _family(
+    m: KpiMetric, parts: list[tuple[str, tuple[str, ...]]], series: SeriesMap
+) -> Metric:
+    """A summary, counter or histogram family with all of its samples."""
+    # prometheus-client names a counter family without its ``_total`` (and writes it back)
+    fam = Metric(m.name.removesuffix("_total") if m.kind == "counter" else m.name, m.help,
+                 m.kind)
+    for name, names in parts:
         for labels, value in series.get(name, ()):
             fam.add_sample(name, dict(zip(names, labels, strict=True)), value)
     return fam

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from streams.core.catalogue import ALL_KPIS, SUMMARY_PARTS
+from streams.core.catalogue import ALL_KPIS, part_names
 from streams.core.series import SeriesMap
 from streams.core.steps import run
 
@@ -52,15 +52,11 @@ def render_steps(series: SeriesMap) -> Generator[None, None, bytes]:
         return text
 
     for m in ALL_KPIS:
-        rows = series.get(m.name)
-        if not rows:
+        parts = part_names(m)
+        if not series.get(parts[0][0]):
             continue
         help_text = m.help.replace("\\", "\\\\").replace("\n", "\\n")
         out.append(f"# HELP {m.name} {help_text}\n# TYPE {m.name} {m.kind}\n")
-        parts = [(m.name, m.labels)]
-        if m.kind == "summary":
-            base = tuple(x for x in m.labels if x != "quantile")
-            parts += [(m.name + part, base) for part in SUMMARY_PARTS]
         for name, names in parts:
             n_base = min(3, len(names))
             head, tail = names[:n_base], names[n_base:]

@@ -1,4 +1,5 @@
-"""The ``socialpulse`` command: worker, local Kafka, produce, simulate, and the ``up`` demo.
+"""The ``socialpulse`` command: worker, local Kafka, produce, simulate, the ``up`` demo, and
+``report`` (``streams.report``).
 
 Commands that talk to Kafka check the broker first and fail with one clear line and exit code 2
 when it is not there, rather than a client retrying forever.
@@ -237,6 +238,18 @@ async def _simulate_while_alive(
         watcher.cancel()
 
 
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.report.command import run
+
+    return run(settings, args)
+
+
+def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.history import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="socialpulse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,11 +271,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--extra-accounts", type=int, default=0)
         if name == "simulate":
             p.add_argument("--topic", default=None)
+    from streams.report.command import add_arguments
+
+    add_arguments(sub.add_parser(
+        "report", help="an HTML and PDF report of an account from Prometheus's history"))
+    history = sub.add_parser(
+        "history", help="weeks of simulated history in a Prometheus TSDB (for reports)")
+    history.add_argument("--out", type=Path, default=Path("var/history/tsdb"),
+                         help="the TSDB directory to create (must not exist)")
+    history.add_argument("--days", type=float, default=14.0)
+    history.add_argument("--end", default=None, help="where it ends (default: now, UTC)")
+    history.add_argument("--scrape", type=float, default=900.0,
+                         help="seconds of simulated time between two scrapes")
+    history.add_argument("--rate", type=float, default=1.0, help="events per simulated second")
+    history.add_argument("--seed", type=int, default=42)
     return parser
 
 
 COMMANDS = {"worker": cmd_worker, "kafka": cmd_kafka, "produce": cmd_produce,
-            "simulate": cmd_simulate, "up": cmd_up}
+            "simulate": cmd_simulate, "up": cmd_up, "report": cmd_report,
+            "history": cmd_history}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -214,9 +214,11 @@ def _as_json(
     account: str, window: str | None, series: dict[str, Any], clock_ms: int
 ) -> dict[str, Any]:
     """{"windows": {w: {platform: {kpi: value}}}, "current": {...}, "campaigns": {w: {campaign:
-    {kpi: value}}}, "agents": ..., "teams": ...} (the same shape as campaigns)."""
+    {kpi: value}}}, "agents": ..., "teams": ...} (the same shape as campaigns), "totals":
+    {platform: {counter: value}} (lifetime, not windowed)."""
     windows: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
     current: dict[str, Any] = defaultdict(dict)
+    totals: dict[str, Any] = defaultdict(dict)
     named: dict[str, dict[str, Any]] = {
         scope: defaultdict(lambda: defaultdict(dict)) for scope in ("campaign", "agent", "team")}
     for name, rows in series.items():
@@ -226,6 +228,10 @@ def _as_json(
             key = m.key + "".join(f"{{{k}={v}}}" for k, v in zip(m.extra, extra, strict=True))
             if m.scope == "current":
                 current[labels[1]][key] = value
+            elif m.scope == "total":
+                # "_other" counts per partition (``KpiMetric.labels``)
+                key += f"{{partition={labels[2]}}}" if labels[2] else ""
+                totals[labels[1]][key] = value
             elif window is None or labels[2] == window:
                 target = windows if m.scope == "window" else named[m.scope]
                 target[labels[2]][labels[1]][key] = value
@@ -234,6 +240,7 @@ def _as_json(
         "clock_ms": clock_ms,
         "windows": windows,
         "current": current,
+        "totals": totals,
         "campaigns": named["campaign"],
         "agents": named["agent"],
         "teams": named["team"],

@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.core.catalogue import ALL_KPIS
 from streams.core.labels import OVERFLOW_KINDS
+from streams.core.totals import RESPONSE_BUCKETS
 from streams.settings import Settings
 from streams.tools.preflight import ensure_topics
 from streams.tools.produce import produce_events
@@ -145,9 +146,11 @@ def _bound(s: Settings, partitions: int) -> int:
             per *= extra[label]
         if m.kind == "summary":
             per += 2  # _count and _sum
+        if m.kind == "histogram":
+            per = len(RESPONSE_BUCKETS) + 1 + 2  # the buckets, +Inf, _count and _sum
         if m.scope == "window":
             total += accounts * platforms * windows * per
-        elif m.scope == "current":
+        elif m.scope in ("current", "total"):
             total += accounts * platforms * per
         else:
             named = {"campaign": s.max_campaigns_per_account, "agent": s.max_agents_per_account,

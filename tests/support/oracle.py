@@ -63,6 +63,7 @@ class Applied:
     clock: int  # the partition's stream time right after this event
     source: str = ""  # its own account (``ev.account`` may be "_other")
     source_platform: str = ""  # its own platform (``ev.platform`` may be "_other")
+    epoch: int = 0  # how many label decisions its account had had, this one's included
 
 
 class Ambiguous(AssertionError):
@@ -133,6 +134,8 @@ class _Caps:
     holders: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))  # slots
     per_account: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     overflow: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # account -> label decisions so far: lifetime totals restart with each (SPEC §4)
+    epochs: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def _lapsed(self, seen_bucket: int, clock: int) -> bool:
         s = self.settings
@@ -150,6 +153,7 @@ class _Caps:
                 d[0] = None
             d[1] = seen
         if d[0] is None:
+            self.epochs[account] += 1
             share = account_share(s.max_accounts, s.topic_partitions, p)
             if len(holders) >= share:
                 for other in list(holders):
@@ -250,7 +254,9 @@ def run(
                 continue
             seen.add(key)
             clock = st if event_clock else wall_ms
-            applied.append(Applied(caps.apply(p, ev, clock), p, clock, ev.account, ev.platform))
+            labelled = caps.apply(p, ev, clock)
+            applied.append(Applied(labelled, p, clock, ev.account, ev.platform,
+                                   caps.epochs[ev.account]))
         stream_time[p] = st if event_clock else wall_ms  # from here on: the partition's clock
     now = max(stream_time.values(), default=-1) if event_clock else wall_ms
     # The clock each partition's accounts are exported with: its worker's.
@@ -318,6 +324,7 @@ def _kpis(
     messages: dict[tuple[str, str], Applied] = {}
     orphans: dict[tuple[str, str], list[Applied]] = defaultdict(list)
     pairs: list[tuple[Applied, Applied]] = []  # (reply, message)
+    met: list[Applied] = []  # per pair, the event that made it (the later of the two)
     for a in applied:  # already in per-partition processing order
         ev = a.ev
         if ev.type in ("comment", "mention"):
@@ -326,11 +333,13 @@ def _kpis(
             for r in orphans.pop(key, []):
                 if r.ev.ts >= a.clock - retention:
                     pairs.append((r, a))
+                    met.append(a)
         elif ev.type == "reply":
             key = (a.source, ev.in_reply_to or "")
             m = messages.get(key)
             if m is not None and m.ev.ts >= a.clock - retention:
                 pairs.append((a, m))
+                met.append(a)
             else:
                 orphans[key].append(a)
     answered = {(m.source, m.ev.event_id) for _r, m in pairs}
@@ -443,6 +452,8 @@ def _kpis(
             if acc != OTHER and replies_of.get(acc):
                 _staff(o, acc, w.label, replies_of[acc], window_pairs.get(acc, []))
 
+    _lifetime(o, applied, pairs, met, caps)
+
     # --- current values
     sla_ms = s.response_sla_seconds * 1000
     # grouped once: a cardinality test has a thousand accounts and a million events
@@ -496,6 +507,117 @@ def _kpis(
                 continue
             o.put("social_customer_lifetime_value", (acc, p, cur),
                   _ratio(rev, len(customers[(p, cur)])))
+
+
+# The response-time histogram's upper bounds in seconds (SPEC §4), +Inf after the last.
+RESPONSE_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 2700, 3600, 5400, 7200, 10800, 14400,
+                    28800, 43200, 86400, 172800)
+
+
+def _lifetime(o: _Oracle, applied: list[Applied], pairs: list[tuple[Applied, Applied]],
+              met: list[Applied], caps: _Caps) -> None:
+    """Lifetime totals (SPEC §4): every applied event of an account since its latest label
+    decision, per platform and ``all``; "_other" on ``all`` per partition (never restarted).
+    Care totals from the replies that met their message while the account held its label."""
+    groups: dict[tuple[str, str], list[Event]] = defaultdict(list)  # (label, partition)
+    for a in applied:
+        if a.ev.account == OTHER:
+            groups[(OTHER, str(a.partition))].append(a.ev)
+        elif a.epoch == caps.epochs[a.source]:
+            groups[(a.ev.account, "")].append(a.ev)
+    for (label, part), evs in groups.items():
+        platforms = {"all"} if label == OTHER else {"all", *(e.platform for e in evs)}
+        for plat in platforms:
+            mine = evs if plat == "all" else [e for e in evs if e.platform == plat]
+            _totals(o, (label, plat, part), mine)
+    answered: set[tuple[str, str]] = set()
+    resolved: set[tuple[str, str]] = set()
+    # (account, platform) -> [answered, resolved, response seconds...]
+    care: dict[tuple[str, str], list[Any]] = {}
+    for (r, m), a in zip(pairs, met, strict=True):
+        key = (m.source, m.ev.event_id)
+        counted = a.ev.account != OTHER and a.epoch == caps.epochs[a.source]
+        if counted:
+            care.setdefault((a.ev.account, r.ev.platform), [0, 0, []])[2].append(
+                max(0, r.ev.ts - m.ev.ts) / 1000.0)
+        if not m.ev.needs_response:
+            continue
+        new_answer = key not in answered
+        new_resolve = bool(r.ev.resolved) and key not in resolved
+        answered.add(key)
+        if r.ev.resolved:
+            resolved.add(key)
+        if counted and (new_answer or new_resolve):
+            slot = care.setdefault((a.ev.account, m.ev.platform), [0, 0, []])
+            slot[0] += new_answer
+            slot[1] += new_resolve
+    for acc in {acc for acc, _p in care}:
+        per_platform = {p: v for (a2, p), v in care.items() if a2 == acc}
+        per_platform["all"] = [sum(v[0] for v in per_platform.values()),
+                               sum(v[1] for v in per_platform.values()),
+                               [x for v in per_platform.values() for x in v[2]]]
+        for plat, (n_answered, n_resolved, seconds) in per_platform.items():
+            base = (acc, plat, "")
+            o.put("social_messages_answered_total", base, n_answered)
+            o.put("social_messages_resolved_total", base, n_resolved)
+            if not seconds:
+                continue
+            for bound in (*RESPONSE_BUCKETS, math.inf):
+                le = "+Inf" if bound == math.inf else repr(float(bound))
+                o.put("social_response_seconds_bucket", (*base, le),
+                      sum(1 for x in seconds if x <= bound))
+            o.put("social_response_seconds_count", base, len(seconds))
+            o.put("social_response_seconds_sum", base, sum(seconds))
+
+
+def _totals(o: _Oracle, base: Labels, evs: list[Event]) -> None:
+    put = o.put
+    for name, t in (("impressions", "impression"), ("likes", "like"), ("comments", "comment"),
+                    ("shares", "share"), ("saves", "save"), ("clicks", "click"),
+                    ("mentions", "mention"), ("replies", "reply"), ("follows", "follow"),
+                    ("unfollows", "unfollow"), ("visits", "visit"), ("leads", "lead"),
+                    ("reviews", "review")):
+        put(f"social_{name}_total", base, _count(evs, t))
+    put("social_paid_impressions_total", base,
+        sum(1 for e in evs if e.type == "impression" and e.paid))
+    visits = [e for e in evs if e.type == "visit"]
+    put("social_page_views_total", base, sum(e.pages or 0 for e in visits))
+    put("social_bounced_visits_total", base, sum(1 for e in visits if e.bounced))
+    timed = [e.duration_seconds for e in visits if e.duration_seconds is not None]
+    put("social_timed_visits_total", base, len(timed))
+    put("social_visit_duration_seconds_total", base, sum(timed))
+    put("social_potential_reach_total", base, sum(e.author_followers or 0 for e in evs
+                                                  if e.type in ("share", "mention")))
+    put("social_review_stars_total", base, sum(e.rating or 0 for e in evs if e.type == "review"))
+    messages = [e for e in evs if e.type in ("comment", "mention")]
+    put("social_messages_needing_response_total", base,
+        sum(1 for e in messages if e.needs_response))
+    sent = [e.sentiment for e in messages if e.sentiment is not None]
+    put("social_sentiment_messages_total", base, len(sent))
+    put("social_positive_messages_total", base, sum(1 for x in sent if x > 0.25))
+    put("social_negative_messages_total", base, sum(1 for x in sent if x < -0.25))
+    put("social_sentiment_gain_total", base, sum(x for x in sent if x > 0))
+    put("social_sentiment_loss_total", base, sum(-x for x in sent if x < 0))
+    surveys = [e for e in evs if e.type == "survey"]
+    csat = [e.score or 0 for e in surveys if e.survey == "csat"]
+    nps = [e.score or 0 for e in surveys if e.survey == "nps"]
+    put("social_csat_answers_total", base, len(csat))
+    put("social_csat_satisfied_answers_total", base, sum(1 for x in csat if x >= 4))
+    put("social_nps_answers_total", base, len(nps))
+    put("social_nps_promoters_total", base, sum(1 for x in nps if x >= 9))
+    put("social_nps_detractors_total", base, sum(1 for x in nps if x <= 6))
+    for e in evs:
+        if e.type == "conversion":
+            _add_to(o, "social_conversions_total", (*base, e.goal or ""), 1)
+        elif e.type == "purchase":
+            _add_to(o, "social_orders_total", (*base, e.currency or ""), 1)
+            _add_to(o, "social_revenue_total", (*base, e.currency or ""), e.amount or 0.0)
+        elif e.type == "spend":
+            _add_to(o, "social_spend_total", (*base, e.currency or ""), e.amount or 0.0)
+
+
+def _add_to(o: _Oracle, name: str, labels: Labels, value: float) -> None:
+    o.series[name][labels] = o.series[name].get(labels, 0.0) + float(value)
 
 
 def _count(evs: list[Event], t: str) -> int:

@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from streams.build import build_info
-from streams.core.catalogue import ALL_KPIS
+from streams.core.catalogue import ALL_KPIS, part_names, sample_metrics
 from streams.export.health import Health
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -104,7 +104,7 @@ def _recording_names() -> set[str]:
 
 def _known_metric_names() -> set[str]:
     """Every name a query may use: KPIs, health metrics, recording rules, up and ALERTS."""
-    names = {kpi.name for kpi in ALL_KPIS}
+    names = {kpi.name for kpi in ALL_KPIS} | set(sample_metrics())
     registry = CollectorRegistry()
     Health(registry, build_info())
     for family in registry.collect():
@@ -664,8 +664,24 @@ def test_overview_dashboard_layout() -> None:
     }
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert variables >= {"datasource", "account", "platform", "window"}
-    missing = {kpi.name for kpi in ALL_KPIS} - _dashboard_metrics("socialpulse-overview")
+    used = _dashboard_metrics("socialpulse-overview")
+    # Lifetime counters are read through the rules that join them across workers (SPEC §4),
+    # never raw: a raw increase() double counts or resets where a series changed worker.
+    totals = {name for kpi in ALL_KPIS if kpi.scope == "total" for name, _ in part_names(kpi)}
+    assert not used & totals, f"raw lifetime counters on a panel: {sorted(used & totals)}"
+    used |= {name for name in totals if f"account_platform:{name}:max" in used}
+    missing = {part_names(kpi)[0][0] for kpi in ALL_KPIS} - used
     assert not missing, f"KPIs on no overview panel: {sorted(missing)}"
+
+
+def test_every_lifetime_counter_has_its_joining_rule() -> None:
+    rules = {r["record"]: r["expr"] for r in _rules(RULES / "recording.yml")}
+    for kpi in ALL_KPIS:
+        if kpi.scope != "total":
+            continue
+        for name, _labels in part_names(kpi):
+            expr = rules.get(f"account_platform:{name}:max")
+            assert expr == f"max without (instance, pod) (max_over_time({name}[2m]))", name
 
 
 #: Issue 14: business-hours response time and the care staff's series (SPEC section 4).

@@ -17,6 +17,7 @@ from faust.serializers import codecs
 from streams.core.engine import Engine
 from streams.core.labels import OTHER_ACCOUNT
 from streams.core.series import compute
+from streams.core.totals import RESPONSE_BUCKETS
 from streams.settings import Settings
 from streams.tools import cli, preflight
 from streams.tools import local_kafka as kafka_local
@@ -182,7 +183,9 @@ def test_exported_label_values_are_validated_slugs_only() -> None:
     assert len(outcome.rejected) >= 5 * len(HOSTILE)
     series = compute(e, s)
     assert series, "nothing exported"
-    fixed = {"all", OTHER_ACCOUNT, *s.windows}
+    # "" is the lifetime counters' empty partition (no label); le values are the histogram's
+    fixed = {"all", OTHER_ACCOUNT, *s.windows, "", "+Inf",
+             *(repr(float(b)) for b in RESPONSE_BUCKETS)}
     seen: set[str] = set()
     for rows in series.values():
         for labels, _value in rows:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.build import build_info
-from streams.core.catalogue import ALL_KPIS
+from streams.core.catalogue import ALL_KPIS, KpiMetric
 from streams.core.engine import Engine
 from streams.core.series import compute
 from streams.export.collector import KpiCollector
@@ -49,15 +49,25 @@ def _exposition() -> str:
 
 
 def test_families_and_labels_follow_the_catalogue() -> None:
-    families = {f.name: f for f in text_string_to_metric_families(_exposition())}
-    by_name = {m.name: m for m in ALL_KPIS}
-    for name, fam in families.items():
-        if name.startswith("social_"):
-            m = by_name[name]
+    parsed = list(text_string_to_metric_families(_exposition()))
+    families = {f.name: f for f in parsed if f.type != "counter"}
+    # The parser names a counter family without its _total: social_impressions_total and the
+    # gauge social_impressions are two families of the same name to it (not to Prometheus).
+    by_name: dict[tuple[str, str], KpiMetric] = {
+        (m.name.removesuffix("_total") if m.kind == "counter" else m.name, m.kind): m
+        for m in ALL_KPIS}
+    kinds = {m.kind for m in ALL_KPIS}
+    assert {"gauge", "summary", "counter", "histogram"} <= kinds
+    assert {f.type for f in parsed if f.name.startswith("social_")} == kinds
+    for fam in parsed:
+        if fam.name.startswith("social_"):
+            m = by_name[(fam.name, fam.type)]
             for sample in fam.samples:
                 expected = set(m.labels)
                 if sample.name.endswith(("_count", "_sum")):
                     expected.discard("quantile")
+                if sample.name.endswith("_bucket"):
+                    expected.add("le")
                 assert set(sample.labels) == expected, (sample.name, sample.labels)
     assert families["social_response_time_seconds"].type == "summary"
     assert families["socialpulse_consumer_lag_records"].samples[0].value == 0
