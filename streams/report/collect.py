@@ -264,6 +264,10 @@ def collect(
         "backfill of old events counts in the period it arrived in.",
         "Response times are quantiles of a histogram with fixed buckets (30 s to 2 days), "
         "interpolated inside a bucket as Prometheus's histogram_quantile does.",
+        "The response ratio is the answers given in the period over the messages that arrived "
+        "needing one in it: answers to the previous period's messages count too, so a short "
+        "period can pass 100 %. A message is kept for its answer as long as the workers' "
+        "largest window (and grace): later answers are not matched.",
     ]
     top, top_note = _top_posts(worker_url, account, settings, progress)
     tiles = _tiles(figures, account, followers, reach, timeline, accounts, previous_held)
@@ -349,7 +353,8 @@ def _tiles(
     def mean_reach(cur: bool) -> float | None:
         values = reach.get(account, [])
         picked = [v for v in (values[k + 1:] if cur else values[1:k + 1]) if v is not None]
-        return sum(picked) / len(picked) if picked else None
+        # a count of people: the mean of estimates, to the person
+        return float(round(sum(picked) / len(picked))) if picked else None
 
     def followers_at(i: int) -> float | None:
         values = followers.get(account)

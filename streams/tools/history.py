@@ -125,7 +125,9 @@ def simulate(
 ) -> tuple[int, int]:
     """The simulated span ending at ``end`` into OpenMetrics blocks under ``tsdb``; returns
     (events, scrapes)."""
-    s = Settings(clock="event", windows=["5m", "1h", "24h"], business_hours_file=HOURS,
+    # A 4d window beside the defaults: the care desks close for the weekend, and a message is
+    # kept for its reply as long as the largest window (README, business hours).
+    s = Settings(clock="event", windows=["5m", "1h", "24h", "4d"], business_hours_file=HOURS,
                  markets={a: "coffee" for a in DEFAULT_ACCOUNTS}, response_sla_seconds=3600)
     start_ms = int((end - timedelta(days=days)).timestamp() * 1000)
     end_ms = int(end.timestamp() * 1000)

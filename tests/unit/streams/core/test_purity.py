@@ -3,9 +3,10 @@ worker.
 
 ``streams.core`` may not import faust, aiokafka, aiohttp, prometheus_client or rocksdict,
 directly or through anything it imports; it may not import ``streams.worker``,
-``streams.export``, ``streams.store`` or ``streams.tools`` either (its dedup index takes a page
-store as an argument). ``streams.worker``, ``streams.export`` and ``agents`` never import
-``streams.tools`` (tools drive the worker, never the reverse).
+``streams.export``, ``streams.store``, ``streams.tools`` or ``streams.report`` either (its dedup
+index takes a page store as an argument). ``streams.worker``, ``streams.export`` and ``agents``
+never import ``streams.tools`` or ``streams.report`` (tools drive the worker, never the reverse),
+and ``streams.report``, which reads Prometheus only, imports neither the worker nor Kafka.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def test_importing_the_core_loads_no_runtime_library() -> None:
 @pytest.mark.parametrize("path", sorted((STREAMS / "core").rglob("*.py")), ids=lambda p: p.name)
 def test_a_core_module_imports_nothing_outside_the_core(path: Path) -> None:
     banned = (*RUNTIME, "streams.worker", "streams.export", "streams.tools", "streams.store",
-              "agents")
+              "streams.report", "agents")
     bad = sorted(m for m in _imports(path) if m.split(".")[0] in RUNTIME
                  or any(m == b or m.startswith(b + ".") for b in banned))
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
@@ -66,8 +67,17 @@ def test_a_core_module_imports_nothing_outside_the_core(path: Path) -> None:
     ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_the_runtime_never_imports_a_tool(path: Path) -> None:
+    bad = sorted(m for m in _imports(path) for tool in ("streams.tools", "streams.report")
+                 if m == tool or m.startswith(tool + "."))
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", sorted((STREAMS / "report").rglob("*.py")),
+                         ids=lambda p: p.name)
+def test_the_report_reads_prometheus_only(path: Path) -> None:
+    banned = (*RUNTIME, "streams.worker", "streams.export", "streams.store", "agents")
     bad = sorted(m for m in _imports(path)
-                 if m == "streams.tools" or m.startswith("streams.tools."))
+                 if any(m == b or m.startswith(b + ".") for b in banned))
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
