@@ -36,6 +36,7 @@ from streams.report.model import (
     Chart,
     CompetitorRow,
     Line,
+    Period,
     PlatformRow,
     Point,
     Report,
@@ -43,7 +44,6 @@ from streams.report.model import (
     Tile,
     TopPost,
 )
-from streams.report.model import Period as Period
 from streams.report.prometheus import PrometheusApi, RangeSeries, promql_duration
 from streams.settings import Settings
 
@@ -192,6 +192,11 @@ class _Figures:
     def extras(self, name: str, account: str) -> list[str]:
         return sorted({ex for (acc, _p, ex) in self.steps.get(name, {}) if acc == account})
 
+    def currencies(self, account: str) -> list[str]:
+        """The currencies the account had revenue or spend in."""
+        return sorted({*self.extras("social_revenue_total", account),
+                       *self.extras("social_spend_total", account)})
+
     def platforms(self, account: str) -> list[str]:
         return sorted({p for per in self.steps.values() for (acc, p, _e) in per
                        if acc == account and p != ALL_PLATFORMS})
@@ -231,7 +236,7 @@ def collect(
     steps = round(period.length / step)
     timeline = Timeline(previous.start, step, steps)
     lookback = promql_duration(step)
-    members = _market_members(settings, api, account, period, lookback)
+    members = _market_members(settings, api, account, period)
     accounts = sorted({account, *members})
     figures = _Figures(timeline)
     names = [f"social_{c}_total" for c in _COUNTERS]
@@ -245,7 +250,7 @@ def collect(
                                  timeline.start, period.end + step / 2, step)
         figures.add(name, timeline.readings(series, extra))
     if not any(acc == account for per in figures.steps.values() for (acc, _p, _e) in per):
-        raise ReportError(_no_data(api, account, period, lookback))
+        raise ReportError(_no_data(api, account, period))
     progress(f"querying {len(everything) + 1}/{len(everything) + 2}: social_followers")
     followers = _gauge(api, f"social_followers{{account=~\"{_regex(accounts)}\", "
                        f"platform=\"{ALL_PLATFORMS}\"}}", timeline, lookback)
@@ -300,7 +305,7 @@ def _human(d: timedelta) -> str:
 
 
 def _market_members(
-    settings: Settings, api: PrometheusApi, account: str, period: Period, lookback: str
+    settings: Settings, api: PrometheusApi, account: str, period: Period
 ) -> list[str]:
     """The accounts of ``account``'s market (SOCIALPULSE_MARKETS) that have mentions in
     Prometheus over the period and the one before."""
@@ -322,7 +327,7 @@ def _gauge(
     return {acc: values for (acc, _p, _e), values in timeline.readings(series, None).items()}
 
 
-def _no_data(api: PrometheusApi, account: str, period: Period, lookback: str) -> str:
+def _no_data(api: PrometheusApi, account: str, period: Period) -> str:
     span = promql_duration(period.length)
     raw = api.query(f'count(last_over_time(social_impressions_total{{account="{account}"}}'
                     f"[{span}]))", period.end)
@@ -410,8 +415,7 @@ def _tiles(
     ]
     tiles = [Tile(key, label, *both(fn), unit, note=note)  # type: ignore[arg-type]
              for key, label, fn, unit, note in specs]
-    currencies = sorted(set(f.extras("social_revenue_total", account))
-                        | set(f.extras("social_spend_total", account)))
+    currencies = f.currencies(account)
     for cur in currencies:
         def revenue(c: bool, cur: str = cur) -> float:
             return f.total("social_revenue_total", account, c, extra=cur)
@@ -468,8 +472,7 @@ def _charts(
     charts.append(Chart("share_of_voice", "Share of voice in the market", "ratio", tuple(
         Line(a, _series(timeline, [_ratio(m, t) for m, t in zip(
             counts("mentions", acc=a), market_total, strict=True)])) for a in shown)))
-    currencies = sorted(set(f.extras("social_revenue_total", account))
-                        | set(f.extras("social_spend_total", account)))
+    currencies = f.currencies(account)
     for cur in currencies:
         charts.append(Chart(f"money:{cur}", f"Revenue and spend ({cur})", "money", (
             Line("revenue", _series(timeline, counts("revenue", extra=cur))),

@@ -84,14 +84,11 @@ class _Scrapes:
                 keep = [r for r in rows if r[0][1] == "all"]
             else:
                 continue
-            labels = self._labels(name)
+            labels = self.labels[name]
             for values, value in keep:
                 pairs = [f'job="{JOB}"', f'instance="{INSTANCE}"', *(
                     f'{k}="{_escape(v)}"' for k, v in zip(labels, values, strict=True) if v)]
                 self.rows[name].append(f"{name}{{{','.join(pairs)}}} {value!r} {ts}\n")
-
-    def _labels(self, name: str) -> tuple[str, ...]:
-        return self.labels[name]
 
     def write(self, path: Path) -> bool:
         if not self.rows:
