@@ -129,6 +129,16 @@ class Settings(BaseSettings):
     report_chromium_sandbox: bool | None = None
     report_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    # --- The demo (``socialpulse up``) --------------------------------------------------------
+    # Its own Prometheus and Alertmanager on loopback (``--no-prometheus`` leaves them out); the
+    # Alertmanager's cluster port is off, so 9094 is free for its web port (9093 is Kafka's
+    # controller). Their data, rendered rules and the processes' logs go under ``demo_dir``.
+    demo_prometheus_port: int = Field(default=9090, ge=1, le=65535)
+    demo_alertmanager_port: int = Field(default=9094, ge=1, le=65535)
+    demo_dir: Path = Path("var/demo")
+    # Seconds between two refreshes of the terminal view (plain lines: ten times that).
+    demo_refresh_seconds: float = Field(default=2.0, gt=0)
+
     @field_validator("windows", mode="before")
     @classmethod
     def _windows(cls, value: Any) -> Any:

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import logging
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streams.settings import Settings, load, read_business_hours
+from streams.settings import Settings, load
 from streams.tools.preflight import (
     EXIT_UNAVAILABLE,
     CliError,
@@ -33,12 +29,6 @@ from streams.tools.preflight import (
 if TYPE_CHECKING:
     from streams.core.schedule import BusinessSchedules
 
-# The demo's care teams (``socialpulse up`` without SOCIALPULSE_BUSINESS_HOURS_FILE): the example
-# file of the repository, found from this module so that ``up`` works from any directory.
-DEMO_BUSINESS_HOURS = (Path(__file__).resolve().parents[2] / "deploy" / "config"
-                       / "business-hours.toml")
-
-
 # --- commands -----------------------------------------------------------------------------------
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     require_broker(settings)
@@ -47,6 +37,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # aiokafka builds a debug record for every produced message when DEBUG leaks in from a
     # handler setup; the changelog writes would pay for it on every flush.
     logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
+    from streams.worker.logs import quiet_coordinator_startup
+
+    quiet_coordinator_startup(logging.getLogger().getEffectiveLevel())
     from faust.worker import Worker
 
     from streams.worker.app import app
@@ -110,15 +103,18 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if summary.errors == 0 else 1
 
 
-def _simulator(args: argparse.Namespace, settings: Settings,
-               business_hours: BusinessSchedules | None = None) -> Any:
+def simulator_for(args: argparse.Namespace, settings: Settings,
+                  business_hours: BusinessSchedules | None = None,
+                  scenario_after_s: float | None = None) -> Any:
     """The simulator of ``simulate`` and ``up``: in the worker's markets, its care teams
     working the business hours the worker reads (``business_hours``, else the settings')."""
     from streams.tools.simulate import SimulationConfig, Simulator
 
     names = SimulationConfig(extra_accounts=args.extra_accounts).account_names()
+    after = args.scenario_after if scenario_after_s is None else scenario_after_s
     return Simulator(SimulationConfig(
         seed=args.seed, scenario=args.scenario, extra_accounts=args.extra_accounts,
+        scenario_after_s=after or 0.0,
         account_markets={a: settings.market_of(a) for a in names},
         business_hours=settings.business_hours if business_hours is None else business_hours,
     ))
@@ -131,7 +127,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(settings))
     try:
         summary = asyncio.run(simulate_live(
-            settings, _simulator(args, settings), rate=args.rate, duration_s=args.duration,
+            settings, simulator_for(args, settings), rate=args.rate, duration_s=args.duration,
             topic=args.topic,
         ))
     except KeyboardInterrupt:
@@ -141,101 +137,11 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    """The demo: local Kafka (if needed), one worker, the simulator; Ctrl-C stops all of it."""
-    from streams.tools import local_kafka as kafka_local
+    """The demo (``streams.tools.demo``): Kafka, a worker, the simulator, Prometheus and
+    Alertmanager, and a live view; every way out stops all of it."""
+    from streams.tools.demo.command import run
 
-    schedules, hours_env = _demo_business_hours(settings)
-    started_kafka = start_local_kafka(settings)
-    worker = _Worker(settings, hours_env)
-    try:
-        require_broker(settings)
-        asyncio.run(ensure_topics(settings))
-        first = worker.start()
-        base = f"http://{settings.web_host}:{settings.web_port}"
-        hours = hours_env.get("SOCIALPULSE_BUSINESS_HOURS_FILE", settings.business_hours_file)
-        print(f"worker pid {first.pid}\n  metrics: {base}/metrics\n"
-              f"  kpis:    {base}/kpis?account=acme&window=5m\n"
-              f"  business hours: {hours or 'none (every hour counts)'}\n"
-              f"simulating {args.rate:g} events/s ({args.scenario}); Ctrl-C stops everything",
-              flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_simulate_while_alive(settings, args, worker, schedules))
-        code = worker.proc.poll() if worker.proc is not None else None
-        if code not in (None, 0):
-            raise CliError(f"the worker exited with code {code}; see its log above")
-    finally:
-        proc = worker.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if started_kafka:
-            kafka_local.stop(settings.kafka_data_dir)
-            print("stopped local Kafka")
-    return 0
-
-
-def _demo_business_hours(settings: Settings) -> tuple[BusinessSchedules, dict[str, str]]:
-    """The demo's business hours and the worker environment that names them: the configured
-    file if there is one, else the repository's example (when it is there)."""
-    if settings.business_hours_file is not None or not DEMO_BUSINESS_HOURS.is_file():
-        return settings.business_hours, {}
-    try:
-        schedules = read_business_hours(DEMO_BUSINESS_HOURS)
-    except ValueError as exc:
-        raise CliError(f"the demo's business hours: {exc}") from None
-    return schedules, {"SOCIALPULSE_BUSINESS_HOURS_FILE": str(DEMO_BUSINESS_HOURS)}
-
-
-class _Worker:
-    """The demo's worker process, restarted when it stops itself as stalled (``EXIT_STALLED``),
-    as Kubernetes or systemd would."""
-
-    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
-        self.env = {**os.environ, "SOCIALPULSE_CLOCK": settings.clock, **(extra_env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> subprocess.Popen[bytes]:
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.tools.cli", "worker"],
-                                     env=self.env)
-        return self.proc
-
-    def alive(self) -> bool:
-        """True while a worker runs; restarts one that exited as stalled."""
-        from streams.worker.watchdog import EXIT_STALLED
-
-        if self.proc is None or self.proc.poll() is None:
-            return self.proc is not None
-        if self.proc.returncode == EXIT_STALLED:
-            old = self.proc.pid
-            new = self.start().pid
-            print(f"worker {old} stopped itself as stalled; restarted as pid {new}", flush=True)
-            return True
-        return False
-
-
-async def _simulate_while_alive(
-    settings: Settings, args: argparse.Namespace, worker: _Worker,
-    business_hours: BusinessSchedules | None = None,
-) -> None:
-    """Run the simulator until its duration ends, Ctrl-C, or the worker dies (then stop too)."""
-    from streams.tools.produce import simulate_live
-
-    stop = asyncio.Event()
-
-    async def watch() -> None:
-        while worker.alive():
-            await asyncio.sleep(0.5)
-        stop.set()
-
-    watcher = asyncio.create_task(watch())
-    try:
-        await simulate_live(settings, _simulator(args, settings, business_hours), rate=args.rate,
-                            duration_s=args.duration, stop=stop)
-    finally:
-        watcher.cancel()
+    return run(settings, args)
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
@@ -269,8 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--extra-accounts", type=int, default=0)
+        p.add_argument("--scenario-after", type=float, default=None, metavar="SECONDS",
+                       help="normal traffic before the scenario starts (default: 0; with the "
+                            "demo's Prometheus, 150 s for the rules' baselines)")
         if name == "simulate":
             p.add_argument("--topic", default=None)
+        else:
+            from streams.tools.demo.command import add_arguments as add_up_arguments
+
+            add_up_arguments(p)
     from streams.report.command import add_arguments
 
     add_arguments(sub.add_parser(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -121,6 +122,8 @@ class Flusher:
         # The agent adds to this on every batch; the flusher swaps it out and counts it.
         self.outcome = Outcome()
         self.records_total = 0
+        # Records sent to the dead-letter topic by reason, since start (``/status``).
+        self.rejected_total: Counter[str] = Counter()
         self.flushes_total = 0
         # Between a rebalance's revocation and the new assignment nothing is written: a revoked
         # partition's next owner may already be writing its dead letters and state.
@@ -275,8 +278,10 @@ class Flusher:
         h.repartitioned.inc(len(outcome.forwards))
         for etype, n in outcome.applied.items():
             h.events.labels(etype).inc(n)
-        for dead in outcome.rejected:
-            h.rejected.labels(dead.rejected.reason.value).inc()
+        rejected = Counter(dead.rejected.reason.value for dead in outcome.rejected)
+        for reason, n in rejected.items():
+            h.rejected.labels(reason).inc(n)
+        self.rejected_total.update(rejected)
         h.records.inc(outcome.records)
         self.records_total += outcome.records
         h.duplicates.inc(outcome.duplicates)

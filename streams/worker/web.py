@@ -119,6 +119,8 @@ async def status(view: web.View, request: web.Request) -> web.Response:
         "partitions": sorted(engine.partitions),
         "accounts": len(engine.accounts()),
         "records_consumed": flusher.records_total + flusher.outcome.records,
+        # Sent to the dead-letter topic since start, by reason (flushed intervals only).
+        "records_rejected": dict(flusher.rejected_total),
         "consumer_lag_records": consumer_lag(
             engine, highwaters, _highwaters(repartitioned.get_topic_name())),
         # Applied but not yet acked (the flush backlog included), and what the broker confirmed

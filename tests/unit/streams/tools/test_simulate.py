@@ -23,7 +23,7 @@ import pytest
 from schemas.events import Event, Rejected
 from schemas.validate import parse
 from streams.core.schedule import BusinessHours, parse_schedules
-from streams.settings import Settings, read_business_hours
+from streams.settings import Settings
 from streams.tools import cli
 from streams.tools.produce import KafkaUnavailable, produce_events, read_jsonl
 from streams.tools.simulate import (
@@ -504,24 +504,11 @@ def test_the_cli_simulator_follows_the_workers_markets_and_business_hours(
     hours_file.write_text('[schedule.coffee]\ntimezone = "Asia/Tokyo"\nmarkets = ["coffee"]\n')
     settings = Settings(business_hours_file=hours_file, markets={"globex": "coffee"})
     args = cli.build_parser().parse_args(["simulate", "--seed", "3"])
-    sim = cli._simulator(args, settings)
+    sim = cli.simulator_for(args, settings)
     assert sim.config.markets()["globex"] == "coffee"
     tokyo = settings.business_hours_of("globex")
     assert tokyo is not None and sim.config.business_hours.of("globex", "coffee") == tokyo
     assert sim.config.business_hours.of("acme", "default") is None
-
-
-def test_the_demo_uses_the_example_business_hours(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cli.DEMO_BUSINESS_HOURS.is_file()
-    schedules, env = cli._demo_business_hours(Settings())
-    assert env == {"SOCIALPULSE_BUSINESS_HOURS_FILE": str(cli.DEMO_BUSINESS_HOURS)}
-    assert schedules == read_business_hours(cli.DEMO_BUSINESS_HOURS)
-    assert schedules.of("acme", "default") is not None
-    worker = cli._Worker(Settings(), env)
-    assert worker.env["SOCIALPULSE_BUSINESS_HOURS_FILE"] == str(cli.DEMO_BUSINESS_HOURS)
-    # A configured file wins, and the worker reads it from the environment it inherits.
-    own = Settings(business_hours_file=cli.DEMO_BUSINESS_HOURS)
-    assert cli._demo_business_hours(own) == (own.business_hours, {})
 
 
 # --- scenarios --------------------------------------------------------------------------------
