@@ -36,8 +36,17 @@ class Hll:
         return float(self._sk.get_estimate())
 
     def to_b64(self) -> str:
-        """For JSON records: base64 is a third larger than the bytes, hex would be double."""
-        return b64encode(self._sk.serialize_compact()).decode("ascii")
+        """For JSON records: base64 is a third larger than the bytes, hex would be double.
+
+        The live sketch is then replaced by the one written, which is what a recovery reads
+        back. A union of coupon-mode sketches (a bucket's few hundred users) estimates by HIP,
+        whose sum depends on the order the coupons arrive in, and a compact serialization
+        keeps them in another order than the live hash table: without this, the reach of a
+        window differed after a restore by about 0.1 % (the updatable serialization keeps the
+        order, at 2.3 times the bytes)."""
+        data = self._sk.serialize_compact()
+        self._sk = ds.hll_sketch.deserialize(data)
+        return b64encode(data).decode("ascii")
 
     @classmethod
     def from_b64(cls, text: str) -> Hll:
