@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -19,6 +20,13 @@ from streams.tools.simulate import DENSE_MIX, SimulationConfig, Simulator
 # market "coffee"'s, each a short shift every half hour, so that any span of test traffic has
 # business and off hours.
 BUSINESS_HOURS = Path(__file__).with_name("business_hours.toml")
+# Those schedules repeat every five minutes in UTC (both zones are a whole number of five minutes
+# off UTC): the simulator's draws depend on where its traffic starts in that cycle (a message off
+# hours schedules its reply at the next opening), so a data set is drawn from a start at one fixed
+# point of the cycle and then moved to where its test wants it, and is the same data set
+# whatever the time it is built at. ``tests/unit/test_datasets.py`` checks both.
+SCHEDULE_CYCLE_MS = 5 * 60_000
+_CYCLE_POINT_MS = 7_250  # where in the cycle every data set is drawn from: an arbitrary instant
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,16 @@ def _account_key(raw: bytes) -> bytes | None:
     return account.encode()
 
 
+def _moved(ts: int | str, shift_ms: int) -> int | str:
+    """An event time ``shift_ms`` later, in the form it came in (epoch ms or RFC 3339 with the
+    same UTC offset)."""
+    if isinstance(ts, int):
+        return ts + shift_ms
+    moved = datetime.fromisoformat(ts) + timedelta(milliseconds=shift_ms)
+    text = moved.isoformat(timespec="milliseconds")
+    return text[:-6] + "Z" if ts.endswith("Z") else text
+
+
 def build(
     *, end_ms: int, span_s: float, count: int, late_ms: int, seed: int = 7,
     scenario: str = "bad-input",
@@ -68,12 +86,14 @@ def build(
 
     No event is later than ``end_ms``, whatever the hour: the traffic is flat (the simulator's
     daily curve would stretch or squeeze the span by the hour of the day) and generation stops
-    at ``end_ms`` even if fewer than ``count`` records were drawn by then.
-    ``tests/unit/test_datasets.py`` holds every data set of the suites to this at all 24 hours.
+    at ``end_ms`` even if fewer than ``count`` records were drawn by then. And it is the same
+    data set, moved in time, whatever ``end_ms`` (see ``SCHEDULE_CYCLE_MS``).
+    ``tests/unit/test_datasets.py`` holds every data set of the suites to both.
     """
     if span_s < len(_RARE):
         raise ValueError(f"span_s must leave room for the rare records: {span_s}")
     start_ms = end_ms - int(span_s * 1000)
+    shift_ms = (start_ms - _CYCLE_POINT_MS) % SCHEDULE_CYCLE_MS
     rng = random.Random(seed)
     # The dense mix (every KPI family in a few thousand records), replies within a minute or so
     # (most answers of a real desk come after the few minutes a test's traffic lasts), and care
@@ -86,12 +106,15 @@ def build(
         business_hours=read_business_hours(BUSINESS_HOURS),
         account_markets={"acme": "coffee", "globex": "coffee"}))
     base: list[TestRecord] = []
-    for rec in sim.events(start_ms, count=count, duration_s=span_s, rate=count / span_s):
+    for rec in sim.events(start_ms - shift_ms, count=count, duration_s=span_s,
+                          rate=count / span_s):
         if isinstance(rec, bytes):
             # Keyed by its account when it has one, as a producer keying by account would
-            # (and as the harness produces it: a JSON object with a key goes as a dict).
+            # (and as the harness produces it: a JSON object with a key goes as a dict). Left
+            # where it was drawn: malformed, it is rejected whatever its time.
             base.append(TestRecord(_account_key(rec), rec))
             continue
+        rec = {**rec, "ts": _moved(rec["ts"], shift_ms)}
         if rng.random() < 0.01:
             rec = {**rec, "ts": int(rec["ts"] if isinstance(rec["ts"], int) else start_ms)
                    - late_ms, "event_id": rec["event_id"] + "-late"}

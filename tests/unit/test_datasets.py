@@ -9,18 +9,24 @@ hours and must hold:
 - no record whose verdict depends on when it is validated: parsed at the build's wall clock and
   an hour later, every record gets the same verdict (so no event sits within the future
   tolerance of the wall clock, where the worker at ingest and the oracle later could disagree).
+
+And each is the same data set, moved in time, whatever the instant it is built at, to the
+millisecond: one built from the wall clock once held an oversized record or a second goal of an
+account at some minutes and not at others, and a test counting them failed by the minute.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 import pytest
 
 from schemas.events import Event, Rejected
 from schemas.validate import parse
+from streams.settings import read_business_hours
 from tests.integration import (
     test_cardinality,
     test_hostile_input,
@@ -103,3 +109,47 @@ def test_data_set_ends_where_its_test_says(data: DataSet, hour: int) -> None:
         if not ev.event_id.endswith("-late"):
             assert ev.ts >= start, f"{start - ev.ts} ms before the intended start"
     assert valid > 0
+
+
+_RUN_PREFIX = re.compile(r"^(sim\d+-)[0-9a-f]+-")
+
+
+def _as_built_at(data: DataSet, now: int) -> list[Event | str]:
+    """The data set built at ``now``: its events with their times counted from ``now`` and the
+    simulator's run prefix (its seed and start, which keep runs apart) cut from their ids, its
+    rejected records as their reason (a far-future one's detail says how far from ``now``)."""
+    out: list[Event | str] = []
+    for raw in data.build(now):
+        ev = parse(raw, now_ms=now)
+        if isinstance(ev, Rejected):
+            out.append(ev.reason.value)
+            continue
+        reply_to = ev.in_reply_to and _RUN_PREFIX.sub(r"\1", ev.in_reply_to)
+        out.append(replace(ev, ts=ev.ts - now, event_id=_RUN_PREFIX.sub(r"\1", ev.event_id),
+                           in_reply_to=reply_to))
+    return out
+
+
+@pytest.mark.parametrize("data", DATA_SETS, ids=lambda d: d.name)
+def test_data_set_is_the_same_whatever_the_instant_it_is_built_at(data: DataSet) -> None:
+    reference = _as_built_at(data, DAY_START)
+    # Instants off the reference by odd amounts: within the five-minute cycle of the tests'
+    # business hours, across it, and on another day.
+    for offset in (1, 61_337, 137_777, 299_999, 2 * HOUR + 191_009, 29 * HOUR + 7_777):
+        built = _as_built_at(data, DAY_START + offset)
+        assert len(built) == len(reference), f"{len(built)} records != {len(reference)} ({offset})"
+        for i, (got, want) in enumerate(zip(built, reference, strict=True)):
+            assert got == want, f"record {i} built {offset} ms later: {got} != {want}"
+
+
+def test_the_tests_business_hours_repeat_every_cycle() -> None:
+    """What makes a data set the same at every instant: the schedules the simulator draws by
+    repeat every ``SCHEDULE_CYCLE_MS``, through a whole day and a daylight-saving change."""
+    schedules = read_business_hours(eventset.BUSINESS_HOURS).schedules
+    assert schedules
+    cycle = eventset.SCHEDULE_CYCLE_MS
+    # 2026-03-29, the night Berlin moves to summer time, and a Monday
+    for day_start in (1_774_742_400_000, DAY_START):
+        for t in range(day_start, day_start + 24 * HOUR, 13_001):
+            for name, hours in schedules.items():
+                assert hours.is_open(t) == hours.is_open(t + cycle), (name, t)
