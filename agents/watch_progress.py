@@ -6,7 +6,8 @@ with what the engine applied and what the broker confirmed as committed, to
 ``streams.worker.watchdog``. Past
 ``SOCIALPULSE_STALL_WARN_SECONDS`` it logs one line, sets ``socialpulse_stalled_seconds`` and
 ``GET /ready`` answers 503; past ``SOCIALPULSE_STALL_EXIT_SECONDS`` the process exits with code 3
-(``EXIT_STALLED``) so that its supervisor restarts it. Table recovery and rebalances pause it.
+(``EXIT_STALLED``) so that its supervisor restarts it. Table recovery and rebalances pause the
+input's clock; a recovery is watched by the changes it has left to read per changelog partition.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import asyncio
 import logging
 import os
 import time
+from typing import cast
+
+from faust.tables.manager import TableManager
 
 from streams.worker.app import app, health, settings
 from streams.worker.components import engine, watchdog
@@ -31,7 +35,7 @@ END_OFFSETS_TIMEOUT_S = 10.0
 _fault_done = False
 
 
-@app.timer(interval=CHECK_INTERVAL_S, name="watch_progress")
+@app.timer_from_start(CHECK_INTERVAL_S, name="watch_progress")
 async def watch_progress() -> None:
     consumer = app.consumer
     if not isinstance(consumer, BatchConsumer):
@@ -40,6 +44,11 @@ async def watch_progress() -> None:
     topic, rekeyed = interactions.get_topic_name(), repartitioned.get_topic_name()
     tps = [tp for tp in consumer.assignment() if tp.topic in (topic, rekeyed)]
     paused = bool(app.in_recovery or app.rebalancing)
+    recovering = None
+    if app.in_recovery:
+        recovery = cast(TableManager, app.tables).recovery
+        recovering = {(tp.topic, tp.partition): n
+                      for tp, n in recovery.active_remaining().items()}
     ends: dict[tuple[str, int], int] = {}
     if tps and not paused:
         try:
@@ -56,7 +65,7 @@ async def watch_progress() -> None:
             ends.get((tp.topic, tp.partition)), last + 1 if last >= 0 else None,
             consumer.confirmed_commits.get(tp))
     before = watchdog.latest
-    reading = watchdog.observe(time.monotonic(), progress, paused=paused)
+    reading = watchdog.observe(time.monotonic(), progress, paused=paused, recovering=recovering)
     health.stalled_seconds.set(round(reading.stalled_seconds, 1))
     if reading.verdict is not Verdict.OK and before.verdict is Verdict.OK:
         log.error("worker stalled: partitions %s have had records waiting for %.0f s "

@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     # ... and for this long: the worker exits with code 3 so that its supervisor restarts it.
     stall_exit_seconds: float = Field(default=300.0, gt=0)
     # Tests only: provoke a stall ("stop_fetcher": the fetcher stops after the first batch;
-    # "stop_commits": offsets are never committed again). Never set in production.
-    fault_injection: Literal["none", "stop_fetcher", "stop_commits"] = "none"
+    # "stop_commits": offsets are never committed again; "stop_recovery": the changelogs of a
+    # recovery are never fetched). Never set in production.
+    fault_injection: Literal["none", "stop_fetcher", "stop_commits", "stop_recovery"] = "none"
 
     # --- KPI semantics (SPEC §2-§4) -----------------------------------------------------------
     windows: Annotated[list[str], NoDecode] = ["5m", "1h", "24h"]

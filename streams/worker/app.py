@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from faust.serializers import codecs
@@ -45,21 +45,34 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+class _StartTimer(NamedTuple):
+    name: str
+    interval: float
+    fn: Callable[[], Awaitable[None]]
+
+
 class App(faust.App):
     """faust.App with batch agents and hooks that run when the worker stops.
 
     Batch agents (:meth:`batch_agent`) get each partition's fetched records in one call, below
     faust's per-record stream (``streams.worker.intake`` says why). faust commits acked offsets as
     its consumer stops; a ``before_stop`` hook that flushes state gets the records it covers
-    acked in time for that last commit (a graceful stop replays nothing).
+    acked in time for that last commit (a graceful stop replays nothing). A timer registered with
+    :meth:`timer_from_start` runs from the app's start, its first table recovery included.
     """
 
-    def __init__(self, *args: Any, web_limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, web_limits: ConnectionLimits, hold_changelogs: bool = False,
+        **kwargs: Any,
+    ) -> None:
         # Before faust's __init__: it may create the web server, which reads them.
         self.web_limits = web_limits
+        # Tests only (``SOCIALPULSE_FAULT_INJECTION=stop_recovery``): see BatchConsumer.
+        self.hold_changelogs = hold_changelogs
         super().__init__(*args, **kwargs)
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
         self.batch_handlers: dict[str, BatchHandler] = {}
+        self._timers_from_start: list[_StartTimer] = []
 
     def batch_agent(self, topic: TopicT) -> Callable[[BatchHandler], BatchHandler]:
         """Register ``fn(partition, records)`` as the one consumer of ``topic``'s records.
@@ -80,6 +93,31 @@ class App(faust.App):
             return fn
 
         return register
+
+    def timer_from_start(
+        self, interval: float, name: str
+    ) -> Callable[[Callable[[], Awaitable[None]]], Callable[[], Awaitable[None]]]:
+        """Like ``app.timer``, but from the app's start: faust starts its timers (and web views,
+        services) only once the first table recovery is complete, and a watchdog of that
+        recovery must run while it lasts (faust.App.on_started)."""
+
+        def register(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+            self._timers_from_start.append(_StartTimer(name, interval, fn))
+            return fn
+
+        return register
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for timer in self._timers_from_start:
+            self.add_future(self._run_from_start(timer))
+
+    async def _run_from_start(self, timer: _StartTimer) -> None:
+        async for _ in self.itertimer(timer.interval, name=timer.name):
+            try:
+                await timer.fn()
+            except Exception:  # the next tick tries again; a dead timer would watch nothing
+                logging.getLogger(__name__).exception("timer %s failed", timer.name)
 
     def _new_transport(self) -> TransportT:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -105,6 +143,7 @@ def build_app(settings: Settings) -> App:
             idle_timeout_s=settings.web_idle_timeout_seconds,
             max_connections=settings.web_max_connections,
         ),
+        hold_changelogs=settings.fault_injection == "stop_recovery",
         broker=servers,
         broker_credentials=_credentials(settings),
         store=settings.store,

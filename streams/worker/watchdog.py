@@ -16,8 +16,13 @@ commit) is not stalled, so an idle worker never fires, and a slow one (a CPU hog
 moves and never fires either.
 
 While faust recovers tables from their changelogs, or a rebalance is under way, the worker is
-busy with something else on purpose: the caller says so with ``paused=True`` and the stall clock
-starts again from that moment, however long the recovery took.
+busy with something else on purpose: the caller says so with ``paused=True`` and the input's stall
+clock starts again from that moment, however long the recovery took. The recovery itself must
+move, though: the caller hands, per changelog partition being recovered, the changes still to be
+read, and a partition whose count stays above zero is stalled just as an input partition is. faust
+can wait forever for a changelog partition it never fetches after a rebalance ("have offset -1",
+https://github.com/faust-streaming/faust/issues/155, https://github.com/faust-streaming/faust/issues/21);
+a new process recovers it.
 """
 
 from __future__ import annotations
@@ -55,7 +60,16 @@ class Reading:
     stalled_seconds: float
     # Partitions with work left that did not move, for the log line.
     stuck: tuple[Any, ...] = ()
-    half: str = ""  # "applying" or "committing": which half stopped
+    half: str = ""  # "applying", "committing" or "recovery": what stopped
+
+
+@dataclass(slots=True)
+class _RecoveryTrack:
+    """A changelog partition being recovered: the changes left at the last look and since when
+    that count has not moved."""
+
+    remaining: int
+    since: float
 
 
 @dataclass(slots=True)
@@ -82,12 +96,15 @@ class ProgressWatchdog:
         self.warn_after_s = warn_after_s
         self.exit_after_s = exit_after_s
         self._tracks: dict[Hashable, _Track] = {}
+        self._recovery: dict[Hashable, _RecoveryTrack] = {}
         self.latest = Reading(Verdict.OK, 0.0)  # the newest reading (readiness probes)
 
     def observe(
-        self, now: float, partitions: Mapping[Any, PartitionProgress], *, paused: bool = False
+        self, now: float, partitions: Mapping[Any, PartitionProgress], *, paused: bool = False,
+        recovering: Mapping[Any, int] | None = None,
     ) -> Reading:
-        """``now``: monotonic seconds. Returns how long the worker has been stalled."""
+        """``now``: monotonic seconds; ``recovering``: during a recovery, the changes left to
+        read per changelog partition. Returns how long the worker has been stalled."""
         tracks = self._tracks
         for p in list(tracks):
             if p not in partitions:  # revoked: its offsets mean nothing to the next assignment
@@ -116,15 +133,31 @@ class ProgressWatchdog:
                 apply_for[p] = now - t.apply_since
             if commit_work:
                 commit_for[p] = now - t.commit_since
-        worst_apply = max(apply_for.values(), default=0.0)
-        worst_commit = max(commit_for.values(), default=0.0)
-        stalled = max(worst_apply, worst_commit)
+        recover_for = self._observe_recovery(now, recovering or {})
+        halves = (("applying", apply_for), ("committing", commit_for), ("recovery", recover_for))
+        worst = {half: max(waits.values(), default=0.0) for half, waits in halves}
+        stalled = max(worst.values())
         if stalled < self.warn_after_s:
             self.latest = Reading(Verdict.OK, stalled)
             return self.latest
-        half, waits = (("applying", apply_for) if worst_apply >= worst_commit
-                       else ("committing", commit_for))
+        half, waits = max(halves, key=lambda h: worst[h[0]])
         stuck = tuple(sorted(p for p, w in waits.items() if w >= self.warn_after_s))
         verdict = Verdict.EXIT if stalled >= self.exit_after_s else Verdict.STALLED
         self.latest = Reading(verdict, stalled, stuck, half)
         return self.latest
+
+    def _observe_recovery(self, now: float, recovering: Mapping[Any, int]) -> dict[Any, float]:
+        """How long each changelog partition with changes left has not moved."""
+        tracks = self._recovery
+        for p in list(tracks):
+            if p not in recovering:  # recovered, revoked, or the recovery is over
+                del tracks[p]
+        waits: dict[Any, float] = {}
+        for p, remaining in recovering.items():
+            t = tracks.get(p)
+            if t is None or remaining != t.remaining or remaining <= 0:
+                # A new count (read on, or a restarted recovery that starts over) is movement.
+                t = tracks[p] = _RecoveryTrack(remaining, now)
+            if remaining > 0:
+                waits[p] = now - t.since
+        return waits

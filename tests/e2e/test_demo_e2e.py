@@ -143,7 +143,7 @@ def _view_with_traffic(pane: Pane) -> str | None:
 def test_the_view_shows_traffic_for_every_account_and_the_duration_ends_it(
     demo: Callable[..., Pane],
 ) -> None:
-    pane = demo("--rate", "200", "--duration", "75")
+    pane = demo("--rate", "200", "--duration", "40")
     text = wait_for(lambda: _view_with_traffic(pane), timeout=200, interval=2,
                     what="the view with non-zero rates for every account",
                     details=pane.text)

@@ -138,3 +138,59 @@ def test_a_worker_taking_over_partitions_with_nothing_new_is_not_stalled(
     assert status == 200, f"{body}\n{w2.tail()}"
     assert "worker stalled" not in w2.log.read_text(errors="replace")
     _check(w2, env, kafka, len(events), one_process=False)
+
+
+def test_a_recovery_that_reads_nothing_says_so_then_exits_for_its_supervisor(
+    kafka: Broker, worker_env: dict[str, str], workers: list[WorkerProc], tmp_path: Path,
+    figure: Figure,
+) -> None:
+    """faust's recovery hang (faust-streaming#155, #21: a changelog partition never fetched,
+    "have offset -1", forever): a worker whose recovery reads nothing says so in one line, on
+    ``GET /ready`` and in ``socialpulse_stalled_seconds``, then exits with code 3; restarted, it
+    recovers the state, and nothing was lost or counted twice."""
+    env = worker_env
+    w1 = new_worker(env, tmp_path).start()
+    workers.append(w1)
+    w1.wait_ready()
+    events = eventset.spread(300, span_s=60, end_ms=int(time.time() * 1000) - 60_000)
+    _produce(env, events)
+    _check(w1, env, kafka, len(events), one_process=True)
+    w1.kill(signal.SIGTERM)  # its state is in the changelog: the next worker must recover it
+    assert w1.proc is not None and w1.proc.wait(timeout=60) == 0
+
+    w2 = new_worker(env, tmp_path, "w2", SOCIALPULSE_FAULT_INJECTION="stop_recovery",
+                    SOCIALPULSE_STALL_WARN_SECONDS=str(WARN_S),
+                    SOCIALPULSE_STALL_EXIT_SECONDS=str(EXIT_S)).start()
+    workers.append(w2)
+    started = time.monotonic()
+    w2.wait_ready()
+
+    def stalled() -> bool:
+        status, body = _ready(w2)
+        reasons = body["reasons"]
+        return status == 503 and isinstance(reasons, list) \
+            and any(r.startswith("stalled") and "recovery" in r for r in reasons)
+
+    _until("said its recovery stalled on /ready", w2, stalled, 120)
+    warned = time.monotonic() - started
+    assert _scrape(w2)[1]["socialpulse_stalled_seconds"] >= WARN_S
+    assert w2.proc is not None
+    code = w2.proc.wait(timeout=120)
+    exited = time.monotonic() - started
+    log = w2.log.read_text(errors="replace")
+    assert code == EXIT_STALLED, w2.tail()
+    lines = [line for line in log.splitlines() if "worker stalled:" in line]
+    assert len(lines) == 1, lines
+    assert "no recovery progress" in lines[0] and "-changelog/" in lines[0], lines[0]
+    assert "(recovery partitions" in log and "exiting with code 3" in log
+    figure("liveness", f"stop_recovery: start to /ready 503 stalled (warn limit {WARN_S} s)",
+           round(warned, 1), "s")
+    figure("liveness", f"stop_recovery: start to exit code 3 (exit limit {EXIT_S} s)",
+           round(exited, 1), "s")
+
+    w3 = new_worker(env, tmp_path, "w3").start()
+    workers.append(w3)
+    w3.wait_ready()
+    _check(w3, env, kafka, len(events), one_process=False)
+    status, body = _ready(w3)
+    assert status == 200, f"{body}\n{w3.tail()}"

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.worker.watchdog import EXIT_STALLED
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # The reliability suite has two sizes: the reduced one runs in scripts/test; scripts/reliability
@@ -86,6 +88,18 @@ class WorkerProc:
             except OSError:
                 time.sleep(0.5)
         raise AssertionError(f"worker not serving /metrics after {timeout}s:\n{self.tail()}")
+
+    def restarted_after_a_recovery_hang(self, most: int = 2) -> bool:
+        """Its supervisor's part, as Kubernetes' or ``socialpulse up``'s: a worker that stopped
+        itself because its table recovery read nothing (``EXIT_STALLED``, faust's recovery hang,
+        https://github.com/faust-streaming/faust/issues/155) is started again, at most ``most``
+        times; True if it was. Any other exit is the test's failure."""
+        if self.proc is None or self.proc.poll() != EXIT_STALLED or len(self.history) > most:
+            return False
+        if "(recovery partitions" not in self.tail(20):
+            return False
+        self.start()
+        return True
 
     def tail(self, n: int = 60) -> str:
         try:

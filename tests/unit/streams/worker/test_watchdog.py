@@ -90,3 +90,35 @@ def test_an_empty_partition_has_no_work() -> None:
         r = w.observe(now, {("rekey", 0): P(0, None, None),
                             ("in", 0): P(5, 5, 5)})
     assert r.verdict is Verdict.OK
+
+
+def test_a_recovery_that_never_reads_a_changelog_partition_warns_then_exits() -> None:
+    """faust's recovery hang: the input is paused, the changes left to read never move."""
+    dog = _dog()
+    lagging = {0: P(end=100, applied=None, committed=None)}
+    left = {("changelog", 1): 528, ("changelog", 2): 0}
+    assert dog.observe(0, lagging, paused=True, recovering=left).verdict is Verdict.OK
+    r = dog.observe(10, lagging, paused=True, recovering=left)
+    assert (r.verdict, r.stuck, r.half) == (Verdict.STALLED, (("changelog", 1),), "recovery")
+    assert dog.observe(30, lagging, paused=True, recovering=left).verdict is Verdict.EXIT
+
+
+def test_a_recovery_that_reads_on_never_fires_however_long_it_takes() -> None:
+    dog = _dog()
+    for t in range(0, 600, 5):
+        r = dog.observe(t, {}, paused=True, recovering={("changelog", 0): 10_000 - t})
+        assert r.verdict is Verdict.OK, t
+    # Over, and the input flows: nothing of the recovery is remembered.
+    assert dog.observe(600, {}, recovering=None).verdict is Verdict.OK
+    r = dog.observe(605, {}, paused=True, recovering={("changelog", 0): 9_400})
+    assert (r.verdict, r.stalled_seconds) == (Verdict.OK, 0)
+
+
+def test_a_restarted_recovery_counting_again_is_movement() -> None:
+    """Another rebalance starts the recovery over: its new count is not a stall."""
+    dog = _dog()
+    dog.observe(0, {}, paused=True, recovering={("changelog", 0): 500})
+    r = dog.observe(9, {}, paused=True, recovering={("changelog", 0): 800})
+    assert (r.verdict, r.stalled_seconds) == (Verdict.OK, 0)
+    assert dog.observe(19, {}, paused=True,
+                       recovering={("changelog", 0): 800}).verdict is Verdict.STALLED
