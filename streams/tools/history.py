@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from streams.core.partitioner import home_partition
 from streams.core.series import compute
 from streams.settings import Settings, read_business_hours
 from streams.tools.preflight import CliError
+from streams.tools.ready import wait_ready
 from streams.tools.simulate import DEFAULT_ACCOUNTS, SimulationConfig, Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,7 +217,8 @@ def evaluate_rules(tsdb: Path, start: datetime, end: datetime, interval_s: float
          "--storage.tsdb.retention.time=100y", "--log.level=warn"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_ready(f"http://127.0.0.1:{port}")
+        wait_ready(f"http://127.0.0.1:{port}", what="Prometheus",
+                   running=lambda: prom.poll() is None)
         out = work / "blocks"
         _run([_promtool(), "tsdb", "create-blocks-from", "rules",
               f"--start={int(start.timestamp())}", f"--end={int(end.timestamp())}",
@@ -230,19 +231,6 @@ def evaluate_rules(tsdb: Path, start: datetime, end: datetime, interval_s: float
         if block.is_dir():
             shutil.move(str(block), tsdb / block.name)
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise CliError(f"Prometheus on {url} was not ready within {timeout:g} s")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,8 +15,6 @@ import importlib.util
 import shutil
 import socket
 import sys
-import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import yaml
 
 from streams.tools.demo.processes import Child
 from streams.tools.preflight import CliError
+from streams.tools.ready import wait_ready
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
@@ -118,20 +117,8 @@ class Server:
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Until ``/-/ready`` answers 200; a server that exits first is an error."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if not self.child.running():
-                raise CliError(f"{self.child.name} exited; see {self.child.log}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise CliError(f"{self.child.name} not ready after {timeout_s:.0f} s; "
-                               f"see {self.child.log}")
-            time.sleep(0.3)
+        wait_ready(self.url, what=self.child.name, timeout_s=timeout_s,
+                   running=self.child.running, log=self.child.log)
 
 
 @dataclass(frozen=True)
