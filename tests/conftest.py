@@ -80,6 +80,11 @@ def worker_env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
         "SOCIALPULSE_RESPONSE_SLA_SECONDS": "120",
         "SOCIALPULSE_LOG_LEVEL": "INFO",
         "SOCIALPULSE_FLUSH_INTERVAL_SECONDS": "1",
+        # A stall (faust's recovery hang among them) ends in exit code 3 well within the waits
+        # of tests/support (nothing moved for 120 s), which restart a worker that stopped for a
+        # recovery that read nothing, as its supervisor would.
+        "SOCIALPULSE_STALL_WARN_SECONDS": "20",
+        "SOCIALPULSE_STALL_EXIT_SECONDS": "60",
         "PYTHONPATH": str(ROOT),
     })
     return env

@@ -4,9 +4,12 @@ with code 3 for its supervisor to restart it.
 
 The stall is provoked with the worker's fault hook (``SOCIALPULSE_FAULT_INJECTION``): the fetcher
 stops after the first batch (the shape of faust-streaming#629, partitions never fetched again), or
-every commit fails (a worker that reads but can no longer commit). The negative side (no false
-alarm under load, through recovery, rebalances and a CPU hog) is every other worker of the suite:
-they all run with the watchdog on, and one that exited with code 3 would fail its test.
+every commit fails (a worker that reads but can no longer commit), or the changelogs of a recovery
+are never fetched (faust's recovery hang). The negative side (no false alarm under load, through
+recovery, rebalances and a CPU hog) is every other worker of the suite: they all run with the
+watchdog on at limits of 20 s and 60 s (``tests/conftest.py``), and one that exited with code 3
+would fail its test, unless its recovery read nothing, which the waits of ``tests/support``
+answer as a supervisor would, with a restart.
 """
 
 from __future__ import annotations
