@@ -32,6 +32,9 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# What stopped, as the log line and GET /ready name it: the input's two halves, or a recovery.
+APPLYING, COMMITTING, RECOVERY = "applying", "committing", "recovery"
+
 # The exit code of a worker that stopped itself because it was stalled: its supervisor
 # (Kubernetes, systemd, ``socialpulse up``) restarts it.
 EXIT_STALLED = 3
@@ -60,7 +63,7 @@ class Reading:
     stalled_seconds: float
     # Partitions with work left that did not move, for the log line.
     stuck: tuple[Any, ...] = ()
-    half: str = ""  # "applying", "committing" or "recovery": what stopped
+    half: str = ""  # APPLYING, COMMITTING or RECOVERY: what stopped
 
 
 @dataclass(slots=True)
@@ -134,7 +137,7 @@ class ProgressWatchdog:
             if commit_work:
                 commit_for[p] = now - t.commit_since
         recover_for = self._observe_recovery(now, recovering or {})
-        halves = (("applying", apply_for), ("committing", commit_for), ("recovery", recover_for))
+        halves = ((APPLYING, apply_for), (COMMITTING, commit_for), (RECOVERY, recover_for))
         worst = {half: max(waits.values(), default=0.0) for half, waits in halves}
         stalled = max(worst.values())
         if stalled < self.warn_after_s:

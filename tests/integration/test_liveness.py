@@ -52,6 +52,29 @@ def _until(what: str, w: WorkerProc, check: Callable[[], bool], timeout: float) 
     raise AssertionError(f"never {what} within {timeout} s:\n{w.tail()}")
 
 
+def _the_stall_line(w: WorkerProc) -> str:
+    """The worker's line saying it stalled: one clear line, not one per check."""
+    lines = [line for line in w.log.read_text(errors="replace").splitlines()
+             if "worker stalled:" in line]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def _the_next_worker_recovers(
+    env: dict[str, str], tmp_path: Path, workers: list[WorkerProc], kafka: Broker,
+    produced: int, name: str,
+) -> WorkerProc:
+    """Its supervisor restarts it: the next worker (no fault) applies and commits everything,
+    nothing was lost or counted twice on the way, and it is ready."""
+    w = new_worker(env, tmp_path, name).start()
+    workers.append(w)
+    w.wait_ready()
+    _check(w, env, kafka, produced, one_process=False)
+    status, body = _ready(w)
+    assert status == 200, f"{body}\n{w.tail()}"
+    return w
+
+
 def _stalls(
     env: dict[str, str], tmp_path: Path, workers: list[WorkerProc], fault: str
 ) -> tuple[WorkerProc, float, int]:
@@ -92,10 +115,8 @@ def test_a_stalled_worker_says_so_then_exits_for_its_supervisor(
     warned = _until("failed its readiness probe", w, stalled, 120)
     health = _scrape(w)[1]
     assert health["socialpulse_stalled_seconds"] >= WARN_S
-    log = w.log.read_text(errors="replace")
-    lines = [line for line in log.splitlines() if "worker stalled:" in line]
-    assert len(lines) == 1, lines  # one clear line, not one per check
-    assert half in lines[0] and "[ERROR]" in lines[0], lines[0]
+    line = _the_stall_line(w)
+    assert half in line and "[ERROR]" in line, line
     code = w.proc.wait(timeout=120)
     exited = time.monotonic() - lagging_since
     assert code == EXIT_STALLED, w.tail()
@@ -105,14 +126,7 @@ def test_a_stalled_worker_says_so_then_exits_for_its_supervisor(
     figure("liveness", f"{fault}: second input to exit code 3 (exit limit {EXIT_S} s)",
            round(exited, 1), "s")
 
-    # Its supervisor restarts it: the next worker (no fault) applies and commits everything,
-    # and nothing was lost or counted twice on the way.
-    w2 = new_worker(worker_env, tmp_path, "w2").start()
-    workers.append(w2)
-    w2.wait_ready()
-    _check(w2, worker_env, kafka, produced, one_process=False)
-    status, body = _ready(w2)
-    assert status == 200, f"{body}\n{w2.tail()}"
+    w2 = _the_next_worker_recovers(worker_env, tmp_path, workers, kafka, produced, "w2")
     assert _scrape(w2)[1]["socialpulse_stalled_seconds"] == 0
 
 
@@ -180,20 +194,14 @@ def test_a_recovery_that_reads_nothing_says_so_then_exits_for_its_supervisor(
     assert w2.proc is not None
     code = w2.proc.wait(timeout=120)
     exited = time.monotonic() - started
-    log = w2.log.read_text(errors="replace")
     assert code == EXIT_STALLED, w2.tail()
-    lines = [line for line in log.splitlines() if "worker stalled:" in line]
-    assert len(lines) == 1, lines
-    assert "no recovery progress" in lines[0] and "-changelog/" in lines[0], lines[0]
+    line = _the_stall_line(w2)
+    assert "no recovery progress" in line and "-changelog/" in line, line
+    log = w2.log.read_text(errors="replace")
     assert "(recovery partitions" in log and "exiting with code 3" in log
     figure("liveness", f"stop_recovery: start to /ready 503 stalled (warn limit {WARN_S} s)",
            round(warned, 1), "s")
     figure("liveness", f"stop_recovery: start to exit code 3 (exit limit {EXIT_S} s)",
            round(exited, 1), "s")
 
-    w3 = new_worker(env, tmp_path, "w3").start()
-    workers.append(w3)
-    w3.wait_ready()
-    _check(w3, env, kafka, len(events), one_process=False)
-    status, body = _ready(w3)
-    assert status == 200, f"{body}\n{w3.tail()}"
+    _the_next_worker_recovers(env, tmp_path, workers, kafka, len(events), "w3")

@@ -125,9 +125,7 @@ def _until_complete(
     while True:
         at = time.monotonic()
         for w in ws:
-            if w.proc is not None and w.proc.poll() is not None \
-                    and not w.restarted_after_a_recovery_hang():
-                raise AssertionError(f"worker exited with {w.proc.returncode}:\n{w.tail()}")
+            w.assert_running()
         hs = [_health(w) for w in ws]
         live: Series | None = None
         ready = (input_done is None or input_done.is_set()) and all(h is not None for h in hs)

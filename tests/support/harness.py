@@ -88,9 +88,7 @@ def _wait_caught_up(
     progress = Progress(timeout)
     settled = 0
     while not progress.stalled():
-        if w.proc is not None and w.proc.poll() is not None \
-                and not w.restarted_after_a_recovery_hang():
-            raise AssertionError(f"worker exited with {w.proc.returncode}:\n{w.tail()}")
+        w.assert_running()
         try:
             _, h = _scrape(w)
         except OSError:

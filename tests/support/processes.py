@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.worker.watchdog import EXIT_STALLED
+from streams.worker.watchdog import EXIT_STALLED, RECOVERY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,17 +89,18 @@ class WorkerProc:
                 time.sleep(0.5)
         raise AssertionError(f"worker not serving /metrics after {timeout}s:\n{self.tail()}")
 
-    def restarted_after_a_recovery_hang(self, most: int = 2) -> bool:
-        """Its supervisor's part, as Kubernetes' or ``socialpulse up``'s: a worker that stopped
-        itself because its table recovery read nothing (``EXIT_STALLED``, faust's recovery hang,
-        https://github.com/faust-streaming/faust/issues/155) is started again, at most ``most``
-        times; True if it was. Any other exit is the test's failure."""
-        if self.proc is None or self.proc.poll() != EXIT_STALLED or len(self.history) > most:
-            return False
-        if "(recovery partitions" not in self.tail(20):
-            return False
-        self.start()
-        return True
+    def assert_running(self, restarts: int = 2) -> None:
+        """Fails if the worker exited, unless it stopped itself because its table recovery read
+        nothing (``EXIT_STALLED``, faust's recovery hang,
+        https://github.com/faust-streaming/faust/issues/155): that one is started again, at most
+        ``restarts`` times, as its supervisor (Kubernetes, ``socialpulse up``) would."""
+        if self.proc is None or self.proc.poll() is None:
+            return
+        if (self.proc.returncode == EXIT_STALLED and len(self.history) <= restarts
+                and f"({RECOVERY} partitions" in self.tail(20)):
+            self.start()
+            return
+        raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
 
     def tail(self, n: int = 60) -> str:
         try:
