@@ -17,8 +17,8 @@ from streams.settings import read_business_hours
 from streams.tools.simulate import DENSE_MIX, SimulationConfig, Simulator
 
 # The schedules the oracle tests run with (SOCIALPULSE_BUSINESS_HOURS_FILE): acme's own and the
-# market "coffee"'s, each a short shift every half hour, so that any span of test traffic has
-# business and off hours.
+# market "coffee"'s, each three working minutes of every five, so that any span of test traffic
+# has business and off hours.
 BUSINESS_HOURS = Path(__file__).with_name("business_hours.toml")
 # Those schedules repeat every five minutes in UTC (both zones are a whole number of five minutes
 # off UTC): the simulator's draws depend on where its traffic starts in that cycle (a message off
